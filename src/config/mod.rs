@@ -1,0 +1,1 @@
+//! Configuration: loaded, validated into types.

@@ -1,0 +1,1 @@
+//! Import of a Linux-HA heartbeat setup (ha.cf, authkeys, haresources).

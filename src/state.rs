@@ -1,0 +1,1 @@
+//! Persistent local state: the boot generation.
