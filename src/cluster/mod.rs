@@ -29,6 +29,8 @@ pub enum State {
     Releasing = 4,
     /// Local health forbids holding the service.
     Fault = 5,
+    /// The daemon stopped (after releasing): peers stop counting on it at once.
+    Stopped = 6,
 }
 
 impl State {
@@ -41,6 +43,7 @@ impl State {
             3 => State::Active,
             4 => State::Releasing,
             5 => State::Fault,
+            6 => State::Stopped,
             _ => return None,
         })
     }
@@ -89,3 +92,11 @@ pub struct ClusterConfig {
     /// Whether a returning higher-priority node takes the service back.
     pub auto_failback: bool,
 }
+
+mod node;
+pub mod sim;
+
+pub use node::{
+    Action, AfterRelease, Alert, AlertKind, Beat, Generation, Input, Intent, Node, PeerBeat,
+    PeerStatus, Probe, Reason, Request, Status,
+};

@@ -1,0 +1,944 @@
+//! One node's view of the pool: peer liveness per path, election, and its own state.
+
+use std::time::{Duration, Instant};
+
+use super::{ClusterConfig, NodeId, PathId, State, Timers};
+
+/// Boot generation: persisted, grows on every start of the daemon.
+pub type Generation = u64;
+
+/// What a node asks of the pool, carried in its heartbeats.
+///
+/// The election ranks candidates by intent first, then priority, so an operator's request
+/// moves the service without touching configured priorities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Intent {
+    /// An operator asked this node to hand the service to a peer; it ranks last.
+    Yield = 0,
+    /// The usual: rank by priority.
+    Normal = 1,
+    /// An operator asked this node to take the service; it ranks first.
+    Takeover = 2,
+}
+
+impl Intent {
+    /// The intent for its wire code, or `None` for an unknown code.
+    pub fn from_u8(code: u8) -> Option<Intent> {
+        Some(match code {
+            0 => Intent::Yield,
+            1 => Intent::Normal,
+            2 => Intent::Takeover,
+            _ => return None,
+        })
+    }
+}
+
+/// A local health probe; each is one bit of the health flags a node advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// The nova-network process (exit, respawn budget).
+    NovaProcess,
+    /// The `network.<host>` queue (consumer, backlog).
+    Queue,
+    /// Links the service needs.
+    Links,
+    /// The ping node (ipfail).
+    PingNode,
+    /// Fatal log lines.
+    Log,
+}
+
+impl Probe {
+    /// The probe's bit in the health flags.
+    pub fn bit(self) -> u16 {
+        match self {
+            Probe::NovaProcess => 1 << 0,
+            Probe::Queue => 1 << 1,
+            Probe::Links => 1 << 2,
+            Probe::PingNode => 1 << 3,
+            Probe::Log => 1 << 4,
+        }
+    }
+
+    /// The probe's name, for alerts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Probe::NovaProcess => "nova_process",
+            Probe::Queue => "queue",
+            Probe::Links => "links",
+            Probe::PingNode => "ping_node",
+            Probe::Log => "log",
+        }
+    }
+}
+
+/// An operator's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Become active (the holder releases first); also clears a sticky fault.
+    Takeover,
+    /// Hand the service to a healthy peer; also clears a sticky fault.
+    Standby,
+}
+
+/// A verified heartbeat from a peer, as the wire layer decoded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerBeat {
+    /// Sender.
+    pub from: NodeId,
+    /// Path it came in on.
+    pub path: PathId,
+    /// Sender's boot generation.
+    pub generation: Generation,
+    /// Sender's sequence number (the same on every path for one heartbeat): a beat older than
+    /// the newest seen only proves its path alive; it does not roll the peer's state back.
+    pub seq: u64,
+    /// Sender's state.
+    pub state: State,
+    /// Sender's intent.
+    pub intent: Intent,
+    /// Sender's failing probes (0: healthy).
+    pub health: u16,
+}
+
+/// An event fed to [`Node::handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A verified heartbeat.
+    Heartbeat(PeerBeat),
+    /// The deadline was reached (early or repeated timers do nothing).
+    Timer,
+    /// A local probe changed its verdict.
+    Health {
+        /// Which probe.
+        probe: Probe,
+        /// Whether it passes now.
+        ok: bool,
+    },
+    /// An operator's request.
+    Operator(Request),
+    /// The takeover steps finished; `Err` names the failed step.
+    TakeoverDone(Result<(), String>),
+    /// The release steps finished; `Err` names the failed step.
+    ReleaseDone(Result<(), String>),
+    /// The daemon is stopping: release if holding, then report [`Action::Stopped`].
+    Shutdown,
+}
+
+/// The heartbeat content to send on every path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// Our state.
+    pub state: State,
+    /// Our intent.
+    pub intent: Intent,
+    /// Our priority.
+    pub priority: u8,
+    /// Our failing probes.
+    pub health: u16,
+}
+
+/// Why a takeover or release begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Nobody holds the service and we rank first.
+    NoHolder,
+    /// The holder is dead on every path.
+    HolderDead(NodeId),
+    /// An operator asked.
+    Operator,
+    /// Local health failed.
+    HealthFailed(u16),
+    /// Two nodes were active and we have the lower priority.
+    SplitBrain(NodeId),
+    /// A peer asked for the service (operator takeover there).
+    PeerRequested(NodeId),
+    /// auto_failback: a higher-priority peer is back.
+    Failback(NodeId),
+    /// Our takeover failed at a step.
+    TakeoverFailed(String),
+    /// The daemon is stopping.
+    Shutdown,
+}
+
+/// State after a release completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRelease {
+    /// Ready to take over again.
+    Standby,
+    /// Unable to hold the service (health failing, or a sticky fault).
+    Fault,
+    /// The daemon stops.
+    Stop,
+}
+
+/// Kinds of alerts, as published on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// Our state changed.
+    StateChanged,
+    /// Takeover steps began.
+    TakeoverStarted,
+    /// Takeover steps finished.
+    TakeoverDone,
+    /// Release steps finished.
+    ReleaseDone,
+    /// A local probe failed.
+    ProbeFailed,
+    /// A local probe passes again.
+    ProbeOk,
+    /// A peer is dead on every path.
+    PeerLost,
+    /// A dead peer is heard again, or restarted.
+    PeerBack,
+    /// A peer has been silent for warntime.
+    LateHeartbeat,
+    /// A path to a live peer is silent for deadtime.
+    PathDown,
+    /// A silent path is heard again.
+    PathUp,
+    /// Two nodes hold the service.
+    SplitBrain,
+    /// We cannot hold the service.
+    Fault,
+    /// An operator request was refused.
+    RequestRefused,
+}
+
+impl AlertKind {
+    /// The kind's name in alerts and routing keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::StateChanged => "state_changed",
+            AlertKind::TakeoverStarted => "takeover_started",
+            AlertKind::TakeoverDone => "takeover_done",
+            AlertKind::ReleaseDone => "release_done",
+            AlertKind::ProbeFailed => "probe_failed",
+            AlertKind::ProbeOk => "probe_ok",
+            AlertKind::PeerLost => "peer_lost",
+            AlertKind::PeerBack => "peer_back",
+            AlertKind::LateHeartbeat => "late_heartbeat",
+            AlertKind::PathDown => "path_down",
+            AlertKind::PathUp => "path_up",
+            AlertKind::SplitBrain => "split_brain",
+            AlertKind::Fault => "fault",
+            AlertKind::RequestRefused => "request_refused",
+        }
+    }
+}
+
+/// An alert for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Its kind.
+    pub kind: AlertKind,
+    /// The peer it is about, if any.
+    pub peer: Option<NodeId>,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// What the driver must do, in order, before feeding the next input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this heartbeat on every path to every peer.
+    Send(Beat),
+    /// Run the takeover steps, then feed [`Input::TakeoverDone`]. `fence` lists peers last seen
+    /// holding the service that are now dead: they must be fenced before addresses move.
+    BeginTakeover {
+        /// Why.
+        reason: Reason,
+        /// Dead peers that held the service when last heard.
+        fence: Vec<NodeId>,
+    },
+    /// Run the release steps, then feed [`Input::ReleaseDone`].
+    BeginRelease {
+        /// Why.
+        reason: Reason,
+    },
+    /// Publish an alert.
+    Alert(Alert),
+    /// Shutdown is complete: the daemon may exit.
+    Stopped,
+}
+
+/// A peer as seen from here, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Its id.
+    pub id: NodeId,
+    /// Its name.
+    pub name: String,
+    /// Its configured priority.
+    pub priority: u8,
+    /// Alive on at least one path.
+    pub alive: bool,
+    /// Its last advertised state.
+    pub state: State,
+    /// Its last advertised intent.
+    pub intent: Intent,
+    /// Its last advertised failing probes.
+    pub health: u16,
+    /// Its boot generation, once heard.
+    pub generation: Option<Generation>,
+    /// Time since last heard on each path (`None`: never).
+    pub silence: Vec<Option<Duration>>,
+}
+
+/// This node as seen from here, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Our state.
+    pub state: State,
+    /// Our intent.
+    pub intent: Intent,
+    /// Our failing probes.
+    pub health: u16,
+    /// A sticky fault (failed takeover or release) awaiting an operator.
+    pub fault: Option<String>,
+    /// The peers.
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    id: NodeId,
+    name: String,
+    priority: u8,
+    /// Last heard per path.
+    heard: Vec<Option<Instant>>,
+    /// A path_down alert was raised for the path (silent for deadtime while the peer lives).
+    path_down: Vec<bool>,
+    generation: Option<Generation>,
+    /// Newest sequence number seen in `generation`.
+    seq: u64,
+    state: State,
+    intent: Intent,
+    health: u16,
+    alive: bool,
+    /// A late_heartbeat alert was raised for the current silence.
+    late: bool,
+}
+
+impl Peer {
+    fn last_heard(&self) -> Option<Instant> {
+        self.heard.iter().flatten().max().copied()
+    }
+
+    /// A live peer that could hold the service: starting or standby, healthy.
+    fn is_candidate(&self) -> bool {
+        self.alive && self.health == 0 && matches!(self.state, State::Starting | State::Standby)
+    }
+
+    fn holds(&self) -> bool {
+        self.alive && self.state.holds_service()
+    }
+}
+
+/// The failover state machine of one node.
+///
+/// Calling contract: feed every event with [`Node::handle`] and the current time (which never
+/// goes backwards); carry out all returned actions in order before the next input; feed
+/// [`Input::Timer`] once [`Node::deadline`] has passed (re-read the deadline after every
+/// input). The node never reads a clock: the same inputs at the same times give the same
+/// actions.
+#[derive(Debug, Clone)]
+pub struct Node {
+    me: NodeId,
+    priority: u8,
+    timers: Timers,
+    auto_failback: bool,
+    generation: Generation,
+    started: Instant,
+    state: State,
+    intent: Intent,
+    failing: u16,
+    /// A failed takeover or release: the node stays in Fault until an operator request.
+    sticky_fault: Option<String>,
+    after_release: AfterRelease,
+    shutting_down: bool,
+    peers: Vec<Peer>,
+    next_beat: Instant,
+    /// What we last advertised, to send a heartbeat at once when it changes.
+    advertised: Option<Beat>,
+}
+
+impl Node {
+    /// A node starting now in [`State::Starting`]. Members not in `cfg` are ignored.
+    pub fn new(cfg: &ClusterConfig, boot: Generation, now: Instant) -> Node {
+        let priority = cfg
+            .members
+            .iter()
+            .find(|m| m.id == cfg.me)
+            .map(|m| m.priority)
+            .unwrap_or(0);
+        let paths = usize::from(cfg.paths.max(1));
+        let peers = cfg
+            .members
+            .iter()
+            .filter(|m| m.id != cfg.me)
+            .map(|m| Peer {
+                id: m.id,
+                name: m.name.clone(),
+                priority: m.priority,
+                heard: vec![None; paths],
+                path_down: vec![false; paths],
+                generation: None,
+                seq: 0,
+                state: State::Starting,
+                intent: Intent::Normal,
+                health: 0,
+                alive: false,
+                late: false,
+            })
+            .collect();
+        Node {
+            me: cfg.me,
+            priority,
+            timers: cfg.timers,
+            auto_failback: cfg.auto_failback,
+            generation: boot,
+            started: now,
+            state: State::Starting,
+            intent: Intent::Normal,
+            failing: 0,
+            sticky_fault: None,
+            after_release: AfterRelease::Standby,
+            shutting_down: false,
+            peers,
+            next_beat: now,
+            advertised: None,
+        }
+    }
+
+    /// Our id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// Our boot generation.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Our state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The state, intent, health and peers, for `status`.
+    pub fn status(&self, now: Instant) -> Status {
+        Status {
+            state: self.state,
+            intent: self.intent,
+            health: self.failing,
+            fault: self.sticky_fault.clone(),
+            peers: self
+                .peers
+                .iter()
+                .map(|p| PeerStatus {
+                    id: p.id,
+                    name: p.name.clone(),
+                    priority: p.priority,
+                    alive: p.alive,
+                    state: p.state,
+                    intent: p.intent,
+                    health: p.health,
+                    generation: p.generation,
+                    silence: p
+                        .heard
+                        .iter()
+                        .map(|h| h.map(|t| now.saturating_duration_since(t)))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Feed one event at time `now`; returns what to do, in order.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Heartbeat(beat) => self.on_heartbeat(now, beat, &mut out),
+            Input::Timer => {}
+            Input::Health { probe, ok } => self.on_health(probe, ok, &mut out),
+            Input::Operator(request) => self.on_request(request, &mut out),
+            Input::TakeoverDone(result) => self.on_takeover_done(result, &mut out),
+            Input::ReleaseDone(result) => self.on_release_done(result, &mut out),
+            Input::Shutdown => self.on_shutdown(&mut out),
+        }
+        self.check_timers(now, &mut out);
+        self.evaluate(now, &mut out);
+        self.maybe_send(now, &mut out);
+        out
+    }
+
+    /// The earliest time at which [`Input::Timer`] has work to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.state == State::Stopped {
+            return None;
+        }
+        let t = &self.timers;
+        let mut next = self.next_beat;
+        let mut consider = |at: Instant| {
+            if at < next {
+                next = at;
+            }
+        };
+        if self.state == State::Starting {
+            consider(self.started + t.initdead);
+            if self.peers.iter().any(|p| p.generation.is_some()) {
+                consider(self.started + t.deadtime);
+            }
+        }
+        for peer in self.peers.iter().filter(|p| p.alive) {
+            if let Some(last) = peer.last_heard() {
+                if !peer.late {
+                    consider(last + t.warntime);
+                }
+                consider(last + t.deadtime);
+            }
+            for (heard, down) in peer.heard.iter().zip(&peer.path_down) {
+                if let (Some(at), false) = (heard, down) {
+                    consider(*at + t.deadtime);
+                }
+            }
+        }
+        Some(next)
+    }
+
+    fn on_heartbeat(&mut self, now: Instant, beat: PeerBeat, out: &mut Vec<Action>) {
+        let Some(peer) = self.peers.iter_mut().find(|p| p.id == beat.from) else {
+            return;
+        };
+        let path = usize::from(beat.path.0);
+        if path >= peer.heard.len() {
+            return;
+        }
+        match peer.generation {
+            Some(g) if beat.generation < g => return,
+            Some(g) if beat.generation > g => {
+                out.push(alert(
+                    AlertKind::PeerBack,
+                    Some(peer.id),
+                    format!(
+                        "{} restarted (generation {} -> {})",
+                        peer.name, g, beat.generation
+                    ),
+                ));
+                peer.heard.iter_mut().for_each(|h| *h = None);
+                peer.path_down.iter_mut().for_each(|d| *d = false);
+            }
+            _ => {}
+        }
+        if !peer.alive && peer.generation.is_some() && peer.generation == Some(beat.generation) {
+            out.push(alert(
+                AlertKind::PeerBack,
+                Some(peer.id),
+                format!("{} is heard again on path {}", peer.name, path),
+            ));
+        }
+        if peer.path_down[path] {
+            peer.path_down[path] = false;
+            out.push(alert(
+                AlertKind::PathUp,
+                Some(peer.id),
+                format!("path {} to {} is heard again", path, peer.name),
+            ));
+        }
+        let newer = peer.generation != Some(beat.generation) || beat.seq > peer.seq;
+        peer.generation = Some(beat.generation);
+        if !newer {
+            // Late or duplicate: the path is alive, the state it carries is old news. A peer that
+            // said it stopped stays stopped.
+            if peer.state != State::Stopped {
+                peer.heard[path] = Some(now);
+            }
+            return;
+        }
+        peer.seq = beat.seq;
+        peer.heard[path] = Some(now);
+        if beat.state == State::Stopped {
+            if peer.alive {
+                out.push(alert(
+                    AlertKind::PeerLost,
+                    Some(peer.id),
+                    format!("{} stopped its daemon", peer.name),
+                ));
+            }
+            peer.alive = false;
+            peer.state = State::Stopped;
+            return;
+        }
+        peer.alive = true;
+        peer.late = false;
+        peer.state = beat.state;
+        peer.intent = beat.intent;
+        peer.health = beat.health;
+    }
+
+    fn on_health(&mut self, probe: Probe, ok: bool, out: &mut Vec<Action>) {
+        let before = self.failing;
+        if ok {
+            self.failing &= !probe.bit();
+        } else {
+            self.failing |= probe.bit();
+        }
+        if before != self.failing {
+            let (kind, word) = if ok {
+                (AlertKind::ProbeOk, "passes")
+            } else {
+                (AlertKind::ProbeFailed, "fails")
+            };
+            out.push(alert(
+                kind,
+                None,
+                format!("probe {} {}", probe.name(), word),
+            ));
+        }
+    }
+
+    fn on_request(&mut self, request: Request, out: &mut Vec<Action>) {
+        if self.shutting_down {
+            out.push(refused("the daemon is stopping"));
+            return;
+        }
+        if self.sticky_fault.take().is_some() && self.state == State::Fault && self.failing == 0 {
+            self.set_state(State::Standby, out);
+        }
+        match request {
+            Request::Takeover => match self.state {
+                State::Active | State::TakingOver => {}
+                State::Releasing => out.push(refused("a release is running")),
+                State::Fault => out.push(refused(&format!(
+                    "local health is failing (flags {:#06x})",
+                    self.failing
+                ))),
+                // Starting/Standby: rank first; the holder (if any) releases on seeing it.
+                _ => self.intent = Intent::Takeover,
+            },
+            Request::Standby => match self.state {
+                State::Active => {
+                    if self.peers.iter().any(Peer::is_candidate) {
+                        self.intent = Intent::Yield;
+                        self.begin_release(Reason::Operator, AfterRelease::Standby, out);
+                    } else {
+                        out.push(refused("no live healthy peer to hand the service to"));
+                    }
+                }
+                _ => self.intent = Intent::Yield,
+            },
+        }
+    }
+
+    fn on_takeover_done(&mut self, result: Result<(), String>, out: &mut Vec<Action>) {
+        if self.state != State::TakingOver {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                // An operator's takeover sticks while we hold the service (auto_failback must not
+                // undo it); a yield is spent once we hold it again.
+                if self.intent == Intent::Yield {
+                    self.intent = Intent::Normal;
+                }
+                out.push(alert(AlertKind::TakeoverDone, None, "service held".into()));
+                self.set_state(State::Active, out);
+                if self.shutting_down {
+                    self.intent = Intent::Yield;
+                    self.begin_release(Reason::Shutdown, AfterRelease::Stop, out);
+                }
+            }
+            Err(step) => {
+                out.push(alert(
+                    AlertKind::Fault,
+                    None,
+                    format!("takeover failed at step {step}; releasing"),
+                ));
+                self.sticky_fault = Some(format!("takeover failed at step {step}"));
+                let after = if self.shutting_down {
+                    AfterRelease::Stop
+                } else {
+                    AfterRelease::Fault
+                };
+                self.begin_release(Reason::TakeoverFailed(step), after, out);
+            }
+        }
+    }
+
+    fn on_release_done(&mut self, result: Result<(), String>, out: &mut Vec<Action>) {
+        if self.state != State::Releasing {
+            return;
+        }
+        let mut after = self.after_release;
+        match result {
+            Ok(()) => out.push(alert(
+                AlertKind::ReleaseDone,
+                None,
+                "service released".into(),
+            )),
+            Err(step) => {
+                out.push(alert(
+                    AlertKind::Fault,
+                    None,
+                    format!("release failed at step {step}; addresses may remain"),
+                ));
+                self.sticky_fault = Some(format!("release failed at step {step}"));
+                if after == AfterRelease::Standby {
+                    after = AfterRelease::Fault;
+                }
+            }
+        }
+        match after {
+            AfterRelease::Standby if self.failing == 0 && self.sticky_fault.is_none() => {
+                self.set_state(State::Standby, out)
+            }
+            AfterRelease::Standby | AfterRelease::Fault => self.set_state(State::Fault, out),
+            AfterRelease::Stop => self.stop(out),
+        }
+    }
+
+    fn on_shutdown(&mut self, out: &mut Vec<Action>) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.intent = Intent::Yield;
+        match self.state {
+            State::Active => self.begin_release(Reason::Shutdown, AfterRelease::Stop, out),
+            State::Releasing => self.after_release = AfterRelease::Stop,
+            // The takeover's end starts the release.
+            State::TakingOver => {}
+            _ => self.stop(out),
+        }
+    }
+
+    /// Tell the peers we stop (they stop counting on us at once), then report it.
+    fn stop(&mut self, out: &mut Vec<Action>) {
+        self.set_state(State::Stopped, out);
+        out.push(Action::Send(self.beat()));
+        out.push(Action::Stopped);
+    }
+
+    /// Liveness: late heartbeats, dead paths, dead peers.
+    fn check_timers(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let t = self.timers;
+        for peer in self.peers.iter_mut().filter(|p| p.alive) {
+            let Some(last) = peer.last_heard() else {
+                continue;
+            };
+            if now >= last + t.deadtime {
+                peer.alive = false;
+                out.push(alert(
+                    AlertKind::PeerLost,
+                    Some(peer.id),
+                    format!(
+                        "{} silent on every path for {:?} (last state {:?})",
+                        peer.name, t.deadtime, peer.state
+                    ),
+                ));
+                continue;
+            }
+            if !peer.late && now >= last + t.warntime {
+                peer.late = true;
+                out.push(alert(
+                    AlertKind::LateHeartbeat,
+                    Some(peer.id),
+                    format!("{} silent for {:?}", peer.name, now - last),
+                ));
+            }
+            for (path, heard) in peer.heard.iter().enumerate() {
+                if let Some(at) = heard
+                    && !peer.path_down[path]
+                    && now >= *at + t.deadtime
+                {
+                    peer.path_down[path] = true;
+                    out.push(alert(
+                        AlertKind::PathDown,
+                        Some(peer.id),
+                        format!(
+                            "path {} to {} silent for {:?}; other paths alive",
+                            path, peer.name, t.deadtime
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The election: what should this node do given what it knows now?
+    fn evaluate(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state == State::Starting && self.startup_over(now) {
+            let next = if self.failing == 0 {
+                State::Standby
+            } else {
+                State::Fault
+            };
+            self.set_state(next, out);
+        }
+        if self.state == State::Fault && self.failing == 0 && self.sticky_fault.is_none() {
+            self.set_state(State::Standby, out);
+        }
+        match self.state {
+            State::Standby => self.evaluate_standby(out),
+            State::Active => self.evaluate_active(out),
+            _ => {}
+        }
+    }
+
+    /// Start-up ends when every peer was heard, or (the network being up: some peer was
+    /// heard) after deadtime, or after initdead.
+    fn startup_over(&self, now: Instant) -> bool {
+        let heard_all = self.peers.iter().all(|p| p.generation.is_some());
+        let heard_any = self.peers.iter().any(|p| p.generation.is_some());
+        heard_all
+            || (heard_any && now >= self.started + self.timers.deadtime)
+            || now >= self.started + self.timers.initdead
+    }
+
+    fn evaluate_standby(&mut self, out: &mut Vec<Action>) {
+        if self.failing != 0 {
+            out.push(alert(
+                AlertKind::Fault,
+                None,
+                format!("local health failing (flags {:#06x})", self.failing),
+            ));
+            self.set_state(State::Fault, out);
+            return;
+        }
+        if self.shutting_down || self.peers.iter().any(Peer::holds) {
+            return;
+        }
+        let my_rank = (self.intent, self.priority);
+        let outranked = self
+            .peers
+            .iter()
+            .filter(|p| p.is_candidate())
+            .any(|p| (p.intent, p.priority) > my_rank);
+        if outranked {
+            return;
+        }
+        let fence: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|p| !p.alive && p.state.holds_service())
+            .map(|p| p.id)
+            .collect();
+        let reason = if self.intent == Intent::Takeover {
+            Reason::Operator
+        } else if let Some(&dead) = fence.first() {
+            Reason::HolderDead(dead)
+        } else {
+            Reason::NoHolder
+        };
+        self.set_state(State::TakingOver, out);
+        out.push(alert(
+            AlertKind::TakeoverStarted,
+            None,
+            format!("{reason:?}; fence {fence:?}"),
+        ));
+        out.push(Action::BeginTakeover { reason, fence });
+    }
+
+    fn evaluate_active(&mut self, out: &mut Vec<Action>) {
+        if self.failing != 0 {
+            let flags = self.failing;
+            out.push(alert(
+                AlertKind::Fault,
+                None,
+                format!("local health failing (flags {flags:#06x}); releasing"),
+            ));
+            self.begin_release(Reason::HealthFailed(flags), AfterRelease::Fault, out);
+            return;
+        }
+        let rivals: Vec<(NodeId, u8)> = self
+            .peers
+            .iter()
+            .filter(|p| p.alive && matches!(p.state, State::Active | State::TakingOver))
+            .map(|p| (p.id, p.priority))
+            .collect();
+        if let Some(&(rival, _)) = rivals.iter().find(|(_, prio)| *prio > self.priority) {
+            out.push(alert(
+                AlertKind::SplitBrain,
+                Some(rival),
+                format!(
+                    "node {} also holds the service and ranks higher; releasing",
+                    rival.0
+                ),
+            ));
+            self.begin_release(Reason::SplitBrain(rival), AfterRelease::Standby, out);
+            return;
+        }
+        let candidates = || self.peers.iter().filter(|p| p.is_candidate());
+        if self.intent == Intent::Yield && candidates().next().is_some() {
+            self.begin_release(Reason::Operator, AfterRelease::Standby, out);
+            return;
+        }
+        if let Some(p) = candidates().find(|p| p.intent == Intent::Takeover) {
+            let id = p.id;
+            // Rank last until we hold the service again, so auto_failback does not undo it.
+            self.intent = Intent::Yield;
+            self.begin_release(Reason::PeerRequested(id), AfterRelease::Standby, out);
+            return;
+        }
+        if self.auto_failback {
+            let mine = (self.intent, self.priority);
+            if let Some(p) = candidates().find(|p| (p.intent, p.priority) > mine) {
+                let id = p.id;
+                self.begin_release(Reason::Failback(id), AfterRelease::Standby, out);
+            }
+        }
+    }
+
+    fn begin_release(&mut self, reason: Reason, after: AfterRelease, out: &mut Vec<Action>) {
+        if self.intent == Intent::Takeover {
+            self.intent = Intent::Normal;
+        }
+        self.after_release = after;
+        self.set_state(State::Releasing, out);
+        out.push(Action::BeginRelease { reason });
+    }
+
+    fn set_state(&mut self, to: State, out: &mut Vec<Action>) {
+        if self.state == to {
+            return;
+        }
+        out.push(alert(
+            AlertKind::StateChanged,
+            None,
+            format!("{:?} -> {:?}", self.state, to),
+        ));
+        self.state = to;
+    }
+
+    fn beat(&self) -> Beat {
+        Beat {
+            state: self.state,
+            intent: self.intent,
+            priority: self.priority,
+            health: self.failing,
+        }
+    }
+
+    /// Heartbeat every keepalive, and at once when what we advertise changes.
+    fn maybe_send(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state == State::Stopped {
+            return;
+        }
+        let beat = self.beat();
+        if now >= self.next_beat || self.advertised != Some(beat) {
+            out.push(Action::Send(beat));
+            self.advertised = Some(beat);
+            self.next_beat = now + self.timers.keepalive;
+        }
+    }
+}
+
+fn alert(kind: AlertKind, peer: Option<NodeId>, detail: String) -> Action {
+    Action::Alert(Alert { kind, peer, detail })
+}
+
+fn refused(why: &str) -> Action {
+    alert(AlertKind::RequestRefused, None, why.to_string())
+}
