@@ -5,7 +5,7 @@
 //! never touches a socket, tokio, nix or a clock. The daemon sends what [`encode`] returns and
 //! hands every received datagram to [`Receiver::accept`].
 //!
-//! # Layout (version 1, big-endian, [`PACKET_LEN`] = 64 bytes)
+//! # Layout (version 1, big-endian, [`PACKET_LEN`] = 65 bytes)
 //!
 //! | offset | size | field        | meaning                                                   |
 //! |-------:|-----:|--------------|-----------------------------------------------------------|
@@ -19,7 +19,8 @@
 //! |     28 |    1 | state        | sender's [`State`] code ([`State::from_u8`])              |
 //! |     29 |    1 | priority     | sender's election priority                                |
 //! |     30 |    2 | health       | [`Health`] flags: a set bit is a failing probe            |
-//! |     32 |   32 | tag          | HMAC-SHA256 over bytes `0..32` with the key `key id`      |
+//! |     32 |    1 | intent       | [`Intent`] code: an operator's takeover/standby request   |
+//! |     33 |   32 | tag          | HMAC-SHA256 over bytes `0..33` with the key `key id`      |
 //!
 //! The version byte comes before everything whose meaning a later version may change, so a
 //! receiver can tell "a newer peer" ([`DropReason::BadVersion`]) from garbage.
@@ -32,14 +33,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::cluster::{NodeId, State};
+use crate::cluster::{Intent, NodeId, State};
 
 /// The first four bytes of every heartbeat.
 pub const MAGIC: [u8; 4] = *b"NNHA";
 /// The layout version this module writes and reads.
 pub const VERSION: u8 = 1;
 /// Length of the authenticated header (everything before the tag).
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 33;
 /// Length of the HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
 /// Length of a version-1 heartbeat packet, tag included.
@@ -114,6 +115,8 @@ pub struct Heartbeat {
     pub priority: u8,
     /// Sender's failing probes.
     pub health: Health,
+    /// Sender's operator intent (takeover / yield), which ranks it in the election.
+    pub intent: Intent,
 }
 
 /// A MAC keyed exactly as RFC 2104 keys HMAC: a secret longer than the SHA-256 block is hashed
@@ -142,6 +145,7 @@ pub fn encode(hb: &Heartbeat, keys: &Keyring) -> [u8; PACKET_LEN] {
     p[28] = hb.state as u8;
     p[29] = hb.priority;
     p[30..32].copy_from_slice(&hb.health.0.to_be_bytes());
+    p[32] = hb.intent as u8;
     let mut m = mac(keys.send_secret());
     m.update(&p[..HEADER_LEN]);
     p[HEADER_LEN..].copy_from_slice(&m.finalize().into_bytes());
@@ -179,8 +183,8 @@ pub enum DropReason {
     /// The HMAC tag does not verify: corrupted, forged or signed with another secret.
     #[error("bad hmac tag")]
     BadTag,
-    /// Authenticated, but the state code is unknown to this version.
-    #[error("unknown state code")]
+    /// Authenticated, but the state or intent code is unknown to this version.
+    #[error("unknown state or intent code")]
     BadState,
     /// Authenticated, but from a boot generation older than one already seen for that node.
     #[error("old boot generation")]
@@ -350,6 +354,7 @@ impl Receiver {
 
         // Authenticated from here on.
         let state = State::from_u8(hb.state).ok_or(DropReason::BadState)?;
+        let intent = Intent::from_u8(hb.intent).ok_or(DropReason::BadState)?;
         if let Some(&(generation, seq)) = self.last.get(&hb.node) {
             if hb.generation < generation {
                 return Err(DropReason::OldGeneration);
@@ -367,6 +372,7 @@ impl Receiver {
             state,
             priority: hb.priority,
             health: Health(hb.health),
+            intent,
         })
     }
 }
@@ -381,6 +387,7 @@ struct Fields {
     state: u8,
     priority: u8,
     health: u16,
+    intent: u8,
 }
 
 impl Fields {
@@ -401,6 +408,7 @@ impl Fields {
             state: p[28],
             priority: p[29],
             health: be16(30),
+            intent: p[32],
         }
     }
 }

@@ -21,6 +21,7 @@ fn hb(node: u16, generation: u64, seq: u64) -> Heartbeat {
         state: State::Standby,
         priority: 100,
         health: Health::OK,
+        intent: Intent::Normal,
     }
 }
 
@@ -32,10 +33,10 @@ fn receiver() -> Receiver {
 // Key 1 is bytes 0x00..=0x1f. Header, field by field (see the layout table):
 //   4e4e4841 magic "NNHA" | 01 version | 01 key id | 00000001 cluster 1 | 0002 node 2
 //   0000000000000003 generation 3 | 0102030405060708 seq | 03 Active | 96 priority 150
-//   0005 health NOVA_PROCESS|LINKS
+//   0005 health NOVA_PROCESS|LINKS | 01 intent Normal
 // Tag: HMAC-SHA256(key, header), computed once with Python's hmac module.
-const KAT_HEX: &str = "4e4e484101010000000100020000000000000003010203040506070803960005\
-                       2ea6143c16ec17e573a9f551558ada006384fee798f316dbf3bb4aa93b4d41fc";
+const KAT_HEX: &str = "4e4e48410101000000010002000000000000000301020304050607080396000501\
+                       6927a65e9633b27a419d5ff4d4397fc219fd06018743fd3f041625bafe5bd122";
 
 fn kat_heartbeat() -> Heartbeat {
     Heartbeat {
@@ -46,13 +47,14 @@ fn kat_heartbeat() -> Heartbeat {
         state: State::Active,
         priority: 150,
         health: Health::NOVA_PROCESS | Health::LINKS,
+        intent: Intent::Normal,
     }
 }
 
 #[test]
 fn known_answer_encode() {
     let p = encode(&kat_heartbeat(), &ring(1, &[1]));
-    assert_eq!(PACKET_LEN, 64);
+    assert_eq!(PACKET_LEN, 65);
     assert_eq!(hex::encode(p), KAT_HEX);
 }
 
@@ -156,6 +158,13 @@ fn each_drop_reason_is_counted() {
     m.update(&b[..HEADER_LEN]);
     b[HEADER_LEN..].copy_from_slice(&m.finalize().into_bytes());
     expect(&mut r, &b, DropReason::BadState);
+    // Likewise an unknown intent code.
+    let mut b = good;
+    b[32] = 7;
+    let mut m = mac(&key(0));
+    m.update(&b[..HEADER_LEN]);
+    b[HEADER_LEN..].copy_from_slice(&m.finalize().into_bytes());
+    expect(&mut r, &b, DropReason::BadState);
 
     assert_eq!(
         r.accept(&encode(&hb(2, 5, 10), &keys)).map(|h| h.seq),
@@ -225,8 +234,9 @@ prop_compose! {
         state in any_state(),
         priority in any::<u8>(),
         health in any::<u16>(),
+        intent in prop_oneof![Just(Intent::Yield), Just(Intent::Normal), Just(Intent::Takeover)],
     ) -> Heartbeat {
-        Heartbeat { cluster: 1, node: NodeId(2), generation, seq, state, priority, health: Health(health) }
+        Heartbeat { cluster: 1, node: NodeId(2), generation, seq, state, priority, health: Health(health), intent }
     }
 }
 
