@@ -183,7 +183,7 @@ fn each_drop_reason_is_counted() {
 
     assert_eq!(r.accepted(), 3);
     assert!(r.counters().iter().all(|(_, n)| n >= 1));
-    assert_eq!(r.counters().total(), 16);
+    assert_eq!(r.counters().total(), 17);
 }
 
 #[test]
