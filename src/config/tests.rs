@@ -1,0 +1,1 @@
+//! Tests of the whole load: example config, env overrides, every rule, error texts.
