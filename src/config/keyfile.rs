@@ -165,7 +165,7 @@ pub fn check_mode(path: &Path, mode: u32) -> Result<(), Vec<KeyFileError>> {
 
 /// Decode a secret by the module's rule: all hex digits and even length is hex, else base64.
 pub fn decode_secret(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(text).ok();
     }
     base64::engine::general_purpose::STANDARD

@@ -192,26 +192,38 @@ pub fn merge(
 }
 
 fn shape_error(origins: &Origins, e: config::ConfigError) -> ConfigError {
-    match e {
-        config::ConfigError::Type {
-            unexpected,
-            expected,
-            key,
-            ..
-        } => {
-            let key = key.unwrap_or_default();
-            ConfigError::Shape {
-                at: origins.at(&key),
-                message: format!("found {unexpected}, expected {expected}"),
-                key,
-            }
+    // The `config` crate words these as "invalid type: X, expected Y for key `k` in origin";
+    // its variants differ by version, so the text is taken apart rather than the enum.
+    let text = e.to_string();
+    let (message, key) = match text.find(" for key `") {
+        Some(pos) => {
+            let rest = &text[pos + " for key `".len()..];
+            let key = rest.split('`').next().unwrap_or_default();
+            (text[..pos].to_owned(), key.to_owned())
         }
-        other => ConfigError::Shape {
-            at: origins.at(""),
-            key: String::new(),
-            message: other.to_string(),
-        },
+        None => (text.clone(), String::new()),
+    };
+    let message = readable(&message);
+    ConfigError::Shape {
+        at: origins.at(&key),
+        key,
+        message,
     }
+}
+
+/// Word serde's expectations for a config writer: `struct RawTimers` is "a table".
+fn readable(message: &str) -> String {
+    let mut out = message.replace("invalid type: ", "found ");
+    while let Some(pos) = out.find("struct Raw") {
+        let end = out[pos..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == ' '))
+            .map_or(out.len(), |e| pos + e);
+        let end = out[pos + "struct Raw".len()..end]
+            .find(' ')
+            .map_or(end, |sp| pos + "struct Raw".len() + sp);
+        out.replace_range(pos..end, "a table");
+    }
+    out.replace("a sequence", "a list of tables")
 }
 
 #[cfg(test)]

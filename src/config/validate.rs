@@ -496,29 +496,29 @@ fn check_nodes(
                 "the node's name, as `uname -n` prints it",
             )
             .and_then(|v| cx.string(&k("name"), v, "a non-empty node name"));
-        if let Some(s) = &name {
-            if let Some(first) = names.insert(s.clone(), i) {
-                cx.invalid(
-                    &k("name"),
-                    format!("{s:?}"),
-                    format!("a name not already used by nodes[{first}]"),
-                );
-                ok = false;
-            }
+        if let Some(s) = &name
+            && let Some(first) = names.insert(s.clone(), i)
+        {
+            cx.invalid(
+                &k("name"),
+                format!("{s:?}"),
+                format!("a name not already used by nodes[{first}]"),
+            );
+            ok = false;
         }
         let id = cx
             .need(&k("id"), &n.id, "a node id in 1..=65535")
             .and_then(|v| cx.int(&k("id"), v, 1, 65535))
             .and_then(|x| u16::try_from(x).ok());
-        if let Some(id) = id {
-            if let Some(first) = ids.insert(id, i) {
-                cx.invalid(
-                    &k("id"),
-                    id.to_string(),
-                    format!("an id not already used by nodes[{first}]"),
-                );
-                ok = false;
-            }
+        if let Some(id) = id
+            && let Some(first) = ids.insert(id, i)
+        {
+            cx.invalid(
+                &k("id"),
+                id.to_string(),
+                format!("an id not already used by nodes[{first}]"),
+            );
+            ok = false;
         }
         let priority = cx
             .need(
@@ -528,15 +528,15 @@ fn check_nodes(
             )
             .and_then(|v| cx.int(&k("priority"), v, 1, 255))
             .and_then(|x| u8::try_from(x).ok());
-        if let Some(p) = priority {
-            if let Some(first) = prios.insert(p, i) {
-                cx.invalid(
-                    &k("priority"),
-                    p.to_string(),
-                    format!("a priority distinct from nodes[{first}]'s, so elections never tie"),
-                );
-                ok = false;
-            }
+        if let Some(p) = priority
+            && let Some(first) = prios.insert(p, i)
+        {
+            cx.invalid(
+                &k("priority"),
+                p.to_string(),
+                format!("a priority distinct from nodes[{first}]'s, so elections never tie"),
+            );
+            ok = false;
         }
         let addresses = cx
             .need(
@@ -578,6 +578,7 @@ fn node_addresses(
     let names: Vec<&str> = paths.iter().map(|p| p.name.as_str()).collect();
     let mut ok = true;
     let mut by_name: BTreeMap<&str, IpAddr> = BTreeMap::new();
+    let given: Vec<&str> = table.keys().map(String::as_str).collect();
     let sorted: BTreeMap<&String, &Value> = table.iter().collect();
     for (pname, addr) in sorted {
         let k = format!("{key}.{pname}");
@@ -620,6 +621,8 @@ fn node_addresses(
                 }
                 out.push(ip);
             }
+            // Present but refused above: already reported.
+            None if given.contains(&path.name.as_str()) => ok = false,
             None => {
                 cx.missing(
                     &format!("{key}.{}", path.name),
@@ -739,9 +742,10 @@ fn check_timers(cx: &mut Ctx<'_>, t: raw::RawTimers) -> Option<Timers> {
             }),
         None => deadtime.map(|d| 2 * d),
     };
-    if let Some(i) = initdead {
-        if i < INITDEAD_WARN_BELOW {
-            cx.warn(
+    if let Some(i) = initdead
+        && i < INITDEAD_WARN_BELOW
+    {
+        cx.warn(
                 "timers.initdead",
                 format!(
                     "is {}: below {}, peers still booting (slow switch ports, STP) may be declared dead at start-up (heartbeat warns too)",
@@ -749,7 +753,6 @@ fn check_timers(cx: &mut Ctx<'_>, t: raw::RawTimers) -> Option<Timers> {
                     fmt(INITDEAD_WARN_BELOW)
                 ),
             );
-        }
     }
     Some(Timers {
         keepalive: keepalive?,
@@ -793,15 +796,15 @@ fn check_failover(
                     None
                 }
             });
-        if let Some(a) = address {
-            if vips.iter().any(|x: &Vip| x.address.addr() == a.addr()) {
-                cx.invalid(
-                    &k("address"),
-                    a.to_string(),
-                    "an address not already listed in failover.vips",
-                );
-                vips_ok = false;
-            }
+        if let Some(a) = address
+            && vips.iter().any(|x: &Vip| x.address.addr() == a.addr())
+        {
+            cx.invalid(
+                &k("address"),
+                a.to_string(),
+                "an address not already listed in failover.vips",
+            );
+            vips_ok = false;
         }
         let interface = cx
             .need(
