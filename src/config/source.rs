@@ -16,6 +16,9 @@ pub const ENV_PREFIX: &str = "NOVA_NETWORK_HA";
 /// Separator between the prefix, the section and the key in those variables.
 pub const ENV_SEPARATOR: &str = "__";
 
+/// Lists of tables, which environment variables cannot address.
+const LIST_KEYS: [&str; 3] = ["nodes", "paths", "failover.vips"];
+
 /// Where each key of the file and of the environment came from.
 #[derive(Debug, Default)]
 pub struct Origins {
@@ -169,6 +172,25 @@ pub fn merge(
         lines,
         env: env_keys,
     };
+    // The environment can only set keys of tables: a list of tables would be replaced whole.
+    let bad: Vec<ConfigError> = origins
+        .env
+        .iter()
+        .filter(|(key, _)| {
+            LIST_KEYS
+                .iter()
+                .any(|l| key.as_str() == *l || key.starts_with(&format!("{l}.")))
+        })
+        .map(|(key, var)| ConfigError::Invalid {
+            at: origins.loc(Origin::Env(var.clone())),
+            key: key.clone(),
+            found: format!("{:?}", env.get(var).map_or("", String::as_str)),
+            expected: "a key outside [[nodes]], [[paths]] and failover.vips, which can only be changed in the file".into(),
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(bad);
+    }
     // Only our variables reach the `config` crate, so others cannot be misread.
     let ours: config::Map<String, String> = env
         .iter()

@@ -867,3 +867,19 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
     .collect();
     assert!(steps.windows(2).all(|w| w[0] < w[1]), "{plan}");
 }
+
+#[test]
+fn env_cannot_reach_into_lists_of_tables() {
+    let f = Fixture::new(&example());
+    let e = f
+        .load_env(HOST1, &[("NOVA_NETWORK_HA__NODES__0__PRIORITY", "200")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{} (overridden by env NOVA_NETWORK_HA__NODES__0__PRIORITY): `nodes.0.priority` is \"200\" (expected a key outside [[nodes]], [[paths]] and failover.vips, which can only be changed in the file)",
+            f.conf.display()
+        )
+    );
+}
