@@ -21,6 +21,18 @@ pub enum DurationError {
     Overflow(String),
 }
 
+impl DurationError {
+    /// What is wrong, without the value, for messages that already show it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DurationError::NoNumber(_) => "no number before the unit",
+            DurationError::NoUnit(_) => "no unit",
+            DurationError::BadUnit(_) => "the unit must be ms, s, m or h, right after an integer",
+            DurationError::Overflow(_) => "too large",
+        }
+    }
+}
+
 /// Parse `<integer><unit>` with unit `ms`, `s`, `m` or `h`; no spaces, no fractions.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();

@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::duration::format as dur;
+use super::nova::NovaForm;
 use super::{Config, Node, PathKind};
 
 fn node_line(c: &Config, n: &Node) -> String {
@@ -103,7 +104,11 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
         writeln!(s, "  {} on {}", v.address, v.interface)?;
     }
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "(not set)".into());
-    writeln!(s, "nova ({}, {:?} form):", n.path.display(), n.form)?;
+    let form = match n.form {
+        NovaForm::Flagfile => "flagfile",
+        NovaForm::Ini => "ini",
+    };
+    writeln!(s, "nova ({}, {form} form):", n.path.display())?;
     writeln!(s, "  host {} (queue network.{})", n.host, n.host)?;
     writeln!(
         s,

@@ -369,7 +369,7 @@ fn durations_need_a_unit_and_a_string() {
     assert_eq!(
         one_error(&f),
         format!(
-            "{}: `timers.keepalive` is \"250\" (expected a duration like 250ms, 4s or 1m: \"250\" has no unit (expected a duration like 250ms, 4s or 1m))",
+            "{}: `timers.keepalive` is \"250\" (expected a duration like 250ms, 4s or 1m; no unit)",
             f.at("keepalive =")
         )
     );
@@ -832,6 +832,8 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
         "timers: keepalive 250ms, warntime 2s, deadtime 4s, initdead 10s",
         "  10.2.3.120/32 on eth1",
         "  host somehostname (queue network.somehostname)",
+        "nova (",
+        ", flagfile form):",
         "public_interface eth1, flat_interface eth2, flat_network_bridge br100",
         "  2. stop stray processes, by exact executable, in this namespace: /usr/sbin/dnsmasq, /usr/sbin/radvd",
         "  3. delete leftover interfaces matching: br*, vlan*",

@@ -168,7 +168,7 @@ impl Ctx<'_> {
             ValueKind::String(s) => match duration::parse(s) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    self.invalid(key, format!("{s:?}"), format!("{expected}: {e}"));
+                    self.invalid(key, format!("{s:?}"), format!("{expected}; {}", e.reason()));
                     None
                 }
             },
