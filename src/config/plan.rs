@@ -1,0 +1,215 @@
+//! The plan `check-config` prints: who is who, how heartbeats flow, and exactly what takeover
+//! and release will do on this node (DESIGN.md section 4), with the configured values.
+//!
+//! Pure text from a [`Config`]; runs nothing.
+
+use std::fmt::Write;
+
+use super::duration::format as dur;
+use super::nova::NovaForm;
+use super::{Config, Node, PathKind};
+
+fn node_line(c: &Config, n: &Node) -> String {
+    let addrs = c
+        .paths
+        .iter()
+        .zip(&n.addresses)
+        .map(|(p, a)| format!("{}={a}", p.name))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{} (id {}, priority {}) {addrs}",
+        n.name, n.id.0, n.priority
+    )
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn list<T: ToString>(items: &[T]) -> String {
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Render the plan for `check-config`.
+pub fn render_plan(c: &Config) -> String {
+    let mut s = String::new();
+    // Writing to a String cannot fail; the results are ignored on purpose.
+    let _ = render(c, &mut s);
+    s
+}
+
+fn render(c: &Config, s: &mut String) -> std::fmt::Result {
+    let f = &c.failover;
+    let n = &c.nova;
+    let t = &c.timers;
+    writeln!(s, "config {}", c.file.display())?;
+    writeln!(s, "cluster {:?} (id {})", c.cluster_name, c.cluster_id)?;
+    writeln!(s, "this node: {}", node_line(c, c.this_node()))?;
+    writeln!(s, "peers:")?;
+    for p in c.peers() {
+        writeln!(s, "  {}", node_line(c, p))?;
+    }
+    writeln!(
+        s,
+        "heartbeat paths (a peer is dead only when silent on all):"
+    )?;
+    for (i, p) in c.paths.iter().enumerate() {
+        match &p.kind {
+            PathKind::Udp { interface, port } => writeln!(
+                s,
+                "  {i} {}: udp unicast on {interface} port {port}",
+                p.name
+            )?,
+        }
+    }
+    writeln!(
+        s,
+        "timers: keepalive {}, warntime {}, deadtime {}, initdead {}",
+        dur(t.keepalive),
+        dur(t.warntime),
+        dur(t.deadtime),
+        dur(t.initdead)
+    )?;
+    writeln!(
+        s,
+        "auto_failback: {}",
+        if f.auto_failback { "on" } else { "off" }
+    )?;
+    writeln!(
+        s,
+        "key file: {} (sends with key {}, accepts {})",
+        c.key_file.display(),
+        c.keyring.send_id(),
+        list(&c.keyring.ids().collect::<Vec<_>>())
+    )?;
+    writeln!(s, "state dir: {}", c.state_dir.display())?;
+    writeln!(s, "VIPs:")?;
+    for v in &f.vips {
+        writeln!(s, "  {} on {}", v.address, v.interface)?;
+    }
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "(not set)".into());
+    let form = match n.form {
+        NovaForm::Flagfile => "flagfile",
+        NovaForm::Ini => "ini",
+    };
+    writeln!(s, "nova ({}, {form} form):", n.path.display())?;
+    writeln!(s, "  host {} (queue network.{})", n.host, n.host)?;
+    writeln!(
+        s,
+        "  routing_source_ip {}",
+        n.routing_source_ip
+            .map_or("(not set)".into(), |ip| ip.to_string())
+    )?;
+    writeln!(
+        s,
+        "  public_interface {}, flat_interface {}, flat_network_bridge {}, vlan_interface {}",
+        n.public_interface,
+        opt(&n.flat_interface),
+        opt(&n.flat_network_bridge),
+        opt(&n.vlan_interface)
+    )?;
+    writeln!(
+        s,
+        "  fixed_range {}, floating_range {}, use_ipv6 {}, networks_path {}",
+        n.fixed_range.map_or("(not set)".into(), |r| r.to_string()),
+        n.floating_range
+            .map_or("(not set)".into(), |r| r.to_string()),
+        n.use_ipv6,
+        n.networks_path.display()
+    )?;
+    writeln!(s, "  network_manager {}", n.network_manager)?;
+
+    let procs = list(
+        &f.stop_processes
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>(),
+    );
+    let patterns = list(
+        &f.delete_interfaces
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>(),
+    );
+    let vips = list(
+        &f.vips
+            .iter()
+            .map(|v| format!("{} on {}", v.address, v.interface))
+            .collect::<Vec<_>>(),
+    );
+    let vip_addrs = list(
+        &f.vips
+            .iter()
+            .map(|v| format!("{} on {}", v.address.addr(), v.interface))
+            .collect::<Vec<_>>(),
+    );
+    let command = c
+        .nova_network_command()
+        .iter()
+        .map(|a| shell_word(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let chains = "nova's iptables chains (nova-network-*, nova-filter-top, nova-postrouting-bottom) and the jumps to them";
+
+    writeln!(s, "takeover, in order:")?;
+    writeln!(
+        s,
+        "  1. fence check: every peer has released, or is silent on every path for deadtime ({}) (no fence command configured)",
+        dur(t.deadtime)
+    )?;
+    writeln!(
+        s,
+        "  2. stop stray processes, by exact executable, in this namespace: {procs}"
+    )?;
+    writeln!(s, "  3. delete leftover interfaces matching: {patterns}")?;
+    writeln!(s, "  4. flush and delete {chains}")?;
+    writeln!(s, "  5. add VIPs: {vips}")?;
+    writeln!(s, "  6. gratuitous ARP / unsolicited NA for: {vip_addrs}")?;
+    writeln!(
+        s,
+        "  6b. warm standby: apply the active node's mirrored state (bridges, gateways, floating IPs, nova's chains, files in {}) and announce it",
+        n.networks_path.display()
+    )?;
+    writeln!(s, "  7. start nova-network: {command}")?;
+    writeln!(
+        s,
+        "  8. while active, announce every address appearing on {} or an interface matching {patterns}",
+        n.public_interface
+    )?;
+    writeln!(
+        s,
+        "  9. become Active once nova-network consumes network.{}; else release and report Fault",
+        n.host
+    )?;
+    let floating = match n.floating_range {
+        Some(r) => format!("addresses in {r} on {}", n.public_interface),
+        None => format!(
+            "floating IPs nova added on {} (floating_range not set)",
+            n.public_interface
+        ),
+    };
+    writeln!(s, "release, in order:")?;
+    writeln!(s, "  1. stop nova-network (SIGTERM, then SIGKILL)")?;
+    writeln!(s, "  2. stop processes: {procs}")?;
+    writeln!(s, "  3. delete interfaces matching: {patterns}")?;
+    writeln!(s, "  4. flush and delete {chains}")?;
+    writeln!(s, "  5. delete floating IPs: {floating}")?;
+    writeln!(s, "  6. delete VIPs: {vips}")?;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The raw shape of the config file, as serde reads it from the merged sources.
+//!
+//! Sections and lists of tables are typed; every leaf is a loose [`Value`] so that one bad
+//! value does not stop the read: `validate` converts each leaf and reports every mistake.
+//! Unknown keys are captured (not denied at the first) so all of them are reported.
+
+use std::collections::BTreeMap;
+
+use config::Value;
+use serde::Deserialize;
+
+/// Keys not in the schema, collected to be reported.
+pub type Unknown = BTreeMap<String, Value>;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    /// `[cluster]`.
+    pub cluster: Option<RawCluster>,
+    /// `[[nodes]]`.
+    pub nodes: Option<Vec<RawNode>>,
+    /// `[[paths]]`.
+    pub paths: Option<Vec<RawPath>>,
+    /// `[timers]`.
+    pub timers: Option<RawTimers>,
+    /// `[auth]`.
+    pub auth: Option<RawAuth>,
+    /// `[failover]`.
+    pub failover: Option<RawFailover>,
+    /// `[nova]`.
+    pub nova: Option<RawNova>,
+    /// `[state]`.
+    pub state: Option<RawState>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// Top-level keys, for "expected one of".
+pub const TOP_KEYS: &str = "cluster, nodes, paths, timers, auth, failover, nova, state";
+
+/// `[cluster]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCluster {
+    /// Pool name.
+    pub name: Option<Value>,
+    /// Cluster id.
+    pub id: Option<Value>,
+    /// This node's name, or empty for the hostname.
+    pub node_name: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[cluster]` keys.
+pub const CLUSTER_KEYS: &str = "name, id, node_name";
+
+/// One `[[nodes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNode {
+    /// Node name.
+    pub name: Option<Value>,
+    /// Node id.
+    pub id: Option<Value>,
+    /// Election priority.
+    pub priority: Option<Value>,
+    /// Path name -> address.
+    pub addresses: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[[nodes]]` keys.
+pub const NODE_KEYS: &str = "name, id, priority, addresses";
+
+/// One `[[paths]]` entry; the keys after `kind` depend on the kind.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPath {
+    /// Path name.
+    pub name: Option<Value>,
+    /// Path kind (`udp`).
+    pub kind: Option<Value>,
+    /// udp: interface.
+    pub interface: Option<Value>,
+    /// udp: port.
+    pub port: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[[paths]]` keys for kind udp.
+pub const UDP_PATH_KEYS: &str = "name, kind, interface, port";
+
+/// `[timers]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTimers {
+    /// Heartbeat interval.
+    pub keepalive: Option<Value>,
+    /// Late heartbeat warning.
+    pub warntime: Option<Value>,
+    /// Dead peer.
+    pub deadtime: Option<Value>,
+    /// Start-up grace.
+    pub initdead: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[timers]` keys.
+pub const TIMERS_KEYS: &str = "keepalive, warntime, deadtime, initdead";
+
+/// `[auth]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuth {
+    /// authkeys-like file.
+    pub key_file: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[auth]` keys.
+pub const AUTH_KEYS: &str = "key_file";
+
+/// `[failover]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFailover {
+    /// Take the service back on return.
+    pub auto_failback: Option<Value>,
+    /// Virtual IPs.
+    pub vips: Option<Vec<RawVip>>,
+    /// Interface globs that may be deleted.
+    pub delete_interfaces: Option<Value>,
+    /// Executables that may be stopped.
+    pub stop_processes: Option<Value>,
+    /// nova-network command line.
+    pub nova_network_command: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[failover]` keys.
+pub const FAILOVER_KEYS: &str =
+    "auto_failback, vips, delete_interfaces, stop_processes, nova_network_command";
+
+/// One `failover.vips` entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawVip {
+    /// CIDR address.
+    pub address: Option<Value>,
+    /// Interface it goes on.
+    pub interface: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `failover.vips[]` keys.
+pub const VIP_KEYS: &str = "address, interface";
+
+/// `[nova]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNova {
+    /// nova.conf path.
+    pub conf: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[nova]` keys.
+pub const NOVA_KEYS: &str = "conf";
+
+/// `[state]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawState {
+    /// State directory.
+    pub dir: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[state]` keys.
+pub const STATE_KEYS: &str = "dir";
