@@ -181,11 +181,6 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
     writeln!(s, "  4. flush and delete {chains}")?;
     writeln!(s, "  5. add VIPs: {vips}")?;
     writeln!(s, "  6. gratuitous ARP / unsolicited NA for: {vip_addrs}")?;
-    writeln!(
-        s,
-        "  6b. warm standby: apply the active node's mirrored state (bridges, gateways, floating IPs, nova's chains, files in {}) and announce it",
-        n.networks_path.display()
-    )?;
     writeln!(s, "  7. start nova-network: {command}")?;
     writeln!(
         s,

@@ -859,7 +859,6 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
         "  4. flush",
         "  5. add",
         "  6. grat",
-        "  6b.",
         "  7. start",
         "  8. while",
         "  9. become",
