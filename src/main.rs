@@ -97,11 +97,7 @@ fn check_config(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            eprintln!(
-                "{}: {} error(s):\n{errors}",
-                path.display(),
-                errors.0.len()
-            );
+            eprintln!("{}: {} error(s):\n{errors}", path.display(), errors.0.len());
             ExitCode::FAILURE
         }
     }

@@ -1,3 +1,5 @@
-//! Integration tests, one binary: `simulation` (the pure core under a virtual clock).
+//! Integration tests, one binary: `simulation` (the pure core under a virtual clock) and
+//! `cli` (the binary as an operator runs it).
 
+mod cli;
 mod simulation;

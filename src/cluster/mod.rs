@@ -100,3 +100,6 @@ pub use node::{
     Action, AfterRelease, Alert, AlertKind, Beat, Generation, Input, Intent, Node, PeerBeat,
     PeerStatus, Probe, Reason, Request, Status,
 };
+
+#[cfg(test)]
+mod tests;

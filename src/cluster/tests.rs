@@ -1,0 +1,227 @@
+//! Unit tests of one node, input by input (DESIGN.md section 3, `cluster`).
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn config(me: u16, paths: u8) -> ClusterConfig {
+    ClusterConfig {
+        me: NodeId(me),
+        members: vec![
+            Member {
+                id: NodeId(1),
+                name: "a".into(),
+                priority: 150,
+            },
+            Member {
+                id: NodeId(2),
+                name: "b".into(),
+                priority: 100,
+            },
+        ],
+        paths,
+        timers: Timers {
+            keepalive: 100 * MS,
+            warntime: 200 * MS,
+            deadtime: 400 * MS,
+            initdead: 1000 * MS,
+        },
+        auto_failback: false,
+    }
+}
+
+fn beat(from: u16, path: u8, seq: u64, state: State) -> Input {
+    Input::Heartbeat(PeerBeat {
+        from: NodeId(from),
+        path: PathId(path),
+        generation: 1,
+        seq,
+        state,
+        intent: Intent::Normal,
+        health: 0,
+    })
+}
+
+fn kinds(actions: &[Action]) -> Vec<AlertKind> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Alert(alert) => Some(alert.kind),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sends(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Send(_)))
+        .count()
+}
+
+#[test]
+fn first_input_sends_a_heartbeat_and_early_or_repeated_timers_do_nothing() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 7, t0);
+    assert_eq!(sends(&node.handle(t0, Input::Timer)), 1);
+    assert_eq!(node.deadline(), Some(t0 + 100 * MS));
+    assert!(node.handle(t0 + 50 * MS, Input::Timer).is_empty());
+    assert!(node.handle(t0 + 50 * MS, Input::Timer).is_empty());
+    assert_eq!(sends(&node.handle(t0 + 100 * MS, Input::Timer)), 1);
+    assert!(node.handle(t0 + 100 * MS, Input::Timer).is_empty());
+}
+
+#[test]
+fn alone_it_waits_initdead_then_takes_over() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(2, 1), 1, t0);
+    let mut t = t0;
+    while t < t0 + 990 * MS {
+        node.handle(t, Input::Timer);
+        assert_eq!(node.state(), State::Starting);
+        t += 100 * MS;
+    }
+    let actions = node.handle(t0 + 1000 * MS, Input::Timer);
+    assert_eq!(node.state(), State::TakingOver);
+    assert!(actions.contains(&Action::BeginTakeover {
+        reason: Reason::NoHolder,
+        fence: vec![],
+    }));
+    node.handle(t0 + 1010 * MS, Input::TakeoverDone(Ok(())));
+    assert_eq!(node.state(), State::Active);
+}
+
+#[test]
+fn liveness_alerts_late_path_down_lost_and_back() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(2, 2), 1, t0);
+    node.handle(t0, beat(1, 0, 1, State::Active));
+    node.handle(t0, beat(1, 1, 1, State::Active));
+    assert_eq!(node.state(), State::Standby);
+    // Path 1 keeps beating, path 0 falls silent: path_down, not peer_lost.
+    let mut seq = 2;
+    let mut seen = Vec::new();
+    let mut t = t0;
+    while t < t0 + 500 * MS {
+        t += 100 * MS;
+        seen.extend(kinds(&node.handle(t, beat(1, 1, seq, State::Active))));
+        seq += 1;
+    }
+    assert_eq!(seen, vec![AlertKind::PathDown]);
+    assert_eq!(node.state(), State::Standby);
+    // Path 0 back.
+    assert_eq!(
+        kinds(&node.handle(t, beat(1, 0, seq, State::Active))),
+        vec![AlertKind::PathUp]
+    );
+    // Then total silence: late at warntime, lost at deadtime, and we take over (fencing it).
+    let last = t;
+    assert!(kinds(&node.handle(last + 199 * MS, Input::Timer)).is_empty());
+    assert_eq!(
+        kinds(&node.handle(last + 200 * MS, Input::Timer)),
+        vec![AlertKind::LateHeartbeat]
+    );
+    let lost = node.handle(last + 400 * MS, Input::Timer);
+    assert!(kinds(&lost).contains(&AlertKind::PeerLost));
+    assert!(lost.contains(&Action::BeginTakeover {
+        reason: Reason::HolderDead(NodeId(1)),
+        fence: vec![NodeId(1)],
+    }));
+    // The peer is heard again: peer_back.
+    let back = node.handle(last + 500 * MS, beat(1, 0, seq + 1, State::Standby));
+    assert!(kinds(&back).contains(&AlertKind::PeerBack));
+}
+
+#[test]
+fn a_late_packet_proves_the_path_but_does_not_roll_the_state_back() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(2, 1), 1, t0);
+    node.handle(t0, beat(1, 0, 5, State::Active));
+    node.handle(t0 + MS, beat(1, 0, 4, State::Standby));
+    let status = node.status(t0 + MS);
+    assert_eq!(status.peers[0].state, State::Active);
+    assert_eq!(status.peers[0].silence, vec![Some(Duration::ZERO)]);
+}
+
+#[test]
+fn a_peer_that_stops_its_daemon_is_replaced_at_once() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(2, 1), 1, t0);
+    node.handle(t0, beat(1, 0, 1, State::Active));
+    let actions = node.handle(t0 + 10 * MS, beat(1, 0, 2, State::Stopped));
+    assert_eq!(node.state(), State::TakingOver);
+    assert!(kinds(&actions).contains(&AlertKind::PeerLost));
+}
+
+#[test]
+fn health_failure_while_active_releases_then_faults() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 1, t0);
+    node.handle(t0, beat(2, 0, 1, State::Standby));
+    assert_eq!(node.state(), State::TakingOver);
+    node.handle(t0, Input::TakeoverDone(Ok(())));
+    let actions = node.handle(
+        t0 + MS,
+        Input::Health {
+            probe: Probe::Queue,
+            ok: false,
+        },
+    );
+    assert!(actions.contains(&Action::BeginRelease {
+        reason: Reason::HealthFailed(Probe::Queue.bit()),
+    }));
+    // The heartbeat sent at once advertises the failing probe.
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Send(Beat {
+            state: State::Releasing,
+            health,
+            ..
+        }) if *health == Probe::Queue.bit()
+    )));
+    node.handle(t0 + 2 * MS, Input::ReleaseDone(Ok(())));
+    assert_eq!(node.state(), State::Fault);
+    // The peer took over; our probe passes again: back to Standby, not a takeover.
+    node.handle(t0 + 3 * MS, beat(2, 0, 2, State::Active));
+    node.handle(
+        t0 + 3 * MS,
+        Input::Health {
+            probe: Probe::Queue,
+            ok: true,
+        },
+    );
+    assert_eq!(node.state(), State::Standby);
+}
+
+#[test]
+fn standby_request_without_a_healthy_peer_is_refused() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 1, t0);
+    node.handle(t0 + 1000 * MS, Input::Timer);
+    node.handle(t0 + 1000 * MS, Input::TakeoverDone(Ok(())));
+    assert_eq!(node.state(), State::Active);
+    let actions = node.handle(t0 + 1001 * MS, Input::Operator(Request::Standby));
+    assert_eq!(kinds(&actions), vec![AlertKind::RequestRefused]);
+    assert_eq!(node.state(), State::Active);
+}
+
+#[test]
+fn a_failed_takeover_is_a_sticky_fault_until_an_operator_clears_it() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(2, 1), 1, t0);
+    node.handle(t0 + 1000 * MS, Input::Timer);
+    node.handle(t0 + 1000 * MS, Input::TakeoverDone(Err("addrs".into())));
+    assert_eq!(node.state(), State::Releasing);
+    node.handle(t0 + 1001 * MS, Input::ReleaseDone(Ok(())));
+    assert_eq!(node.state(), State::Fault);
+    assert_eq!(
+        node.status(t0).fault.as_deref(),
+        Some("takeover failed at step addrs")
+    );
+    node.handle(t0 + 5000 * MS, Input::Timer);
+    assert_eq!(node.state(), State::Fault);
+    node.handle(t0 + 5001 * MS, Input::Operator(Request::Takeover));
+    assert_eq!(node.state(), State::TakingOver);
+}
