@@ -20,7 +20,7 @@ use super::{
 /// The fake network's and the fake drivers' behaviour.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimParams {
-    /// Number of nodes (node `i` has id `i + 1` and priority `200 - 10 * i`).
+    /// Number of nodes (node `i` is named `n<i>`, has id `i + 1` and priority `200 - 10 * i`).
     pub nodes: usize,
     /// Heartbeat paths between every pair.
     pub paths: u8,
@@ -142,7 +142,7 @@ impl Sim {
         let members: Vec<Member> = (0..params.nodes)
             .map(|i| Member {
                 id: NodeId(i as u16 + 1),
-                name: format!("n{}", i + 1),
+                name: format!("n{i}"),
                 priority: 200 - 10 * i as u8,
             })
             .collect();
