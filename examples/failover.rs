@@ -30,7 +30,10 @@ fn active_after(sim: &mut Sim, not: usize, limit: Duration) -> Option<Duration> 
 }
 
 fn scenario(title: &str, timers: Timers) {
-    println!("\n== {title}: keepalive {:?}, deadtime {:?}, initdead {:?}", timers.keepalive, timers.deadtime, timers.initdead);
+    println!(
+        "\n== {title}: keepalive {:?}, deadtime {:?}, initdead {:?}",
+        timers.keepalive, timers.deadtime, timers.initdead
+    );
     let mut params = SimParams::pair(timers);
     params.takeover_time = 20 * MS;
     params.release_time = 20 * MS;
@@ -44,19 +47,26 @@ fn scenario(title: &str, timers: Timers) {
     let took = active_after(&mut sim, 0, timers.deadtime * 3);
     seen = show(&sim, seen);
     match took {
-        Some(t) => println!("  -> server-02 active {t:?} after the power-off (deadtime + 20 ms simulated takeover)"),
+        Some(t) => println!(
+            "  -> server-02 active {t:?} after the power-off (deadtime + 20 ms simulated takeover)"
+        ),
         None => println!("  -> no takeover (unexpected)"),
     }
 
     sim.restart(0);
     sim.run_for(timers.initdead + Duration::from_secs(1));
     seen = show(&sim, seen);
-    println!("  server-01 back: auto_failback off, so server-02 keeps the service; now a planned stop of server-02 at {:?}:", sim.elapsed());
+    println!(
+        "  server-01 back: auto_failback off, so server-02 keeps the service; now a planned stop of server-02 at {:?}:",
+        sim.elapsed()
+    );
     sim.shutdown(1);
     let took = active_after(&mut sim, 1, timers.deadtime * 3);
     show(&sim, seen);
     if let Some(t) = took {
-        println!("  -> server-01 active {t:?} after the planned stop (no deadtime to wait: the stopping node says so)");
+        println!(
+            "  -> server-01 active {t:?} after the planned stop (no deadtime to wait: the stopping node says so)"
+        );
     }
 }
 

@@ -227,3 +227,28 @@ fn daemon_commands_say_they_are_not_built_yet() {
         assert!(stderr.contains("not available in this version"), "{stderr}");
     }
 }
+
+#[test]
+fn an_import_missing_an_address_is_refused_by_check_config_naming_it() {
+    let setup = Setup::new();
+    let imported = setup.dir.path().join("imported.toml");
+    let out = bin()
+        .arg("import-heartbeat")
+        .arg(repo("tests/fixtures/heartbeat/seed-primary"))
+        .args(["--node", "ubuntu-openstack-network-server-01", "--output"])
+        .arg(&imported)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // The primary's ha.cf names only the peer's address: the import says so ...
+    assert!(stderr.contains("FILL IN"), "{stderr}");
+    // ... and check-config refuses the result until it is filled in.
+    let out = setup.check_config(&imported);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`nodes[0].addresses.hb0` is missing (expected this node's address"),
+        "{stderr}"
+    );
+}
