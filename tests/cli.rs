@@ -95,7 +95,11 @@ fn check_config_lists_every_error_with_file_line_and_expectation() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.is_empty(), "no plan on error: {stdout}");
     let file = path.display().to_string();
-    assert!(stderr.contains("2 error(s)"), "{stderr}");
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:52: `timers.warntime` is \"2s\"")),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!("{file}:34: `nodes[1].priority` is 150 (expected")),
         "{stderr}"
@@ -199,15 +203,20 @@ fn import_heartbeat_output_never_overwrites() {
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    for args in [
-        vec!["frobnicate"],
-        vec!["import-heartbeat"],
-        vec!["status", "--yaml"],
-        vec!["check-config", "a", "b"],
+    for (args, names) in [
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        (vec!["import-heartbeat"], "<DIR>"),
+        (vec!["status", "--yaml"], "unexpected argument '--yaml'"),
+        (vec!["check-config", "a", "b"], "unexpected argument 'b'"),
+        (
+            vec!["import-heartbeat", "d", "--node"],
+            "a value is required for '--node <NODE>'",
+        ),
     ] {
         let out = bin().args(&args).output().unwrap();
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
         assert!(stderr.contains("Usage:"), "{args:?}: {stderr}");
     }
 }

@@ -263,6 +263,7 @@ fn env_errors_name_the_variable() {
             HOST1,
             &[
                 ("NOVA_NETWORK_HA__TIMERS__DEADTIME", "400ms"),
+                ("NOVA_NETWORK_HA__TIMERS__WARNTIME", "300ms"),
                 ("NOVA_NETWORK_HA__TIMERS__KEEPALIVES", "1s"),
             ],
         )
@@ -299,7 +300,11 @@ fn relative_paths_resolve_beside_the_config() {
 
 #[test]
 fn deadtime_must_exceed_twice_keepalive() {
-    let f = with("deadtime = \"4s\"", "deadtime = \"500ms\"");
+    let f = Fixture::new(
+        &example()
+            .replacen("deadtime = \"4s\"", "deadtime = \"500ms\"", 1)
+            .replacen("warntime = \"2s\"", "warntime = \"300ms\"", 1),
+    );
     assert_eq!(
         one_error(&f),
         format!(
@@ -883,4 +888,16 @@ fn env_cannot_reach_into_lists_of_tables() {
             f.conf.display()
         )
     );
+}
+
+#[test]
+fn every_timer_mistake_is_reported_even_when_deadtime_is_wrong_too() {
+    // keepalive 3s: deadtime 4s is not above 2 x keepalive, and warntime 2s is below keepalive.
+    let f = with("keepalive = \"250ms\"", "keepalive = \"3s\"");
+    let e = f.errors();
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(e.iter().any(|m| m.contains("`timers.deadtime` is \"4s\"")));
+    assert!(e.iter().any(|m| m.contains(
+        "`timers.warntime` is \"2s\" (expected strictly between keepalive (3s) and deadtime (4s))"
+    )));
 }

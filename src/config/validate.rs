@@ -691,6 +691,9 @@ fn check_timers(cx: &mut Ctx<'_>, t: raw::RawTimers) -> Option<Timers> {
             "the dead-peer time, like 4s",
         )
         .and_then(|v| cx.duration("timers.deadtime", v));
+    // Other timers are still checked against a deadtime that breaks its own rule, so a config
+    // with several timer mistakes reports each of them.
+    let deadtime_written = deadtime;
     let deadtime = match (keepalive, deadtime) {
         (Some(k), Some(d)) if d <= 2 * k => {
             cx.invalid(
@@ -707,29 +710,30 @@ fn check_timers(cx: &mut Ctx<'_>, t: raw::RawTimers) -> Option<Timers> {
         (_, d) => d,
     };
     let warntime = match present(&t.warntime) {
-        Some(v) => cx
-            .duration("timers.warntime", v)
-            .and_then(|w| match (keepalive, deadtime) {
-                (Some(k), Some(d)) if !(k < w && w < d) => {
-                    cx.invalid(
-                        "timers.warntime",
-                        format!("{:?}", fmt(w)),
-                        format!(
-                            "strictly between keepalive ({}) and deadtime ({})",
-                            fmt(k),
-                            fmt(d)
-                        ),
-                    );
-                    None
-                }
-                _ => Some(w),
-            }),
+        Some(v) => {
+            cx.duration("timers.warntime", v)
+                .and_then(|w| match (keepalive, deadtime_written) {
+                    (Some(k), Some(d)) if !(k < w && w < d) => {
+                        cx.invalid(
+                            "timers.warntime",
+                            format!("{:?}", fmt(w)),
+                            format!(
+                                "strictly between keepalive ({}) and deadtime ({})",
+                                fmt(k),
+                                fmt(d)
+                            ),
+                        );
+                        None
+                    }
+                    _ => Some(w),
+                })
+        }
         None => deadtime.map(|d| d / 2),
     };
     let initdead = match present(&t.initdead) {
         Some(v) => cx
             .duration("timers.initdead", v)
-            .and_then(|i| match deadtime {
+            .and_then(|i| match deadtime_written {
                 Some(d) if i < d => {
                     cx.invalid(
                         "timers.initdead",
