@@ -23,6 +23,7 @@ mod tests;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -109,6 +110,39 @@ pub struct Failover {
     pub nova_network_command: Vec<String>,
 }
 
+/// How the daemon runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Daemon {
+    /// The status socket (`status`, `takeover`, `standby` talk to it); mode 0600.
+    pub admin_socket: PathBuf,
+    /// nova-network exits tolerated (restarted in place) before the node fails over.
+    pub respawn_budget: u32,
+    /// Time nova-network gets between SIGTERM and SIGKILL.
+    pub nova_stop_grace: Duration,
+}
+
+/// Gratuitous ARP / unsolicited NA for moved addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    /// Announcements per address in a burst (request and reply form each).
+    pub count: u32,
+    /// Interval between announcements of a burst.
+    pub interval: Duration,
+    /// A second burst this long after the first, for neighbours that missed it.
+    pub repeat_after: Option<Duration>,
+}
+
+/// Local health probes beyond the nova-network process itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probes {
+    /// A managed link (public interface, VIP interfaces) going down is a local failure.
+    pub watch_links: bool,
+    /// A log file watched for fatal lines (the seed's "syslog has reported any fatal error").
+    pub log_file: Option<PathBuf>,
+    /// Regular expressions (checked to compile) of fatal lines in `log_file`.
+    pub fatal_patterns: Vec<String>,
+}
+
 /// The validated configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -136,6 +170,12 @@ pub struct Config {
     pub nova: NovaConf,
     /// Where the boot generation and other local state are kept.
     pub state_dir: PathBuf,
+    /// How the daemon runs.
+    pub daemon: Daemon,
+    /// Address announcements.
+    pub announce: Announce,
+    /// Local health probes.
+    pub probes: Probes,
 }
 
 impl Config {

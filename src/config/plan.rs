@@ -99,6 +99,36 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
         list(&c.keyring.ids().collect::<Vec<_>>())
     )?;
     writeln!(s, "state dir: {}", c.state_dir.display())?;
+    writeln!(
+        s,
+        "daemon: status socket {}, nova-network respawn budget {}, stop grace {:?}",
+        c.daemon.admin_socket.display(),
+        c.daemon.respawn_budget,
+        c.daemon.nova_stop_grace
+    )?;
+    let repeat = c
+        .announce
+        .repeat_after
+        .map(|d| format!(", again after {d:?}"))
+        .unwrap_or_default();
+    writeln!(
+        s,
+        "announce: {} per address at {:?}{repeat}",
+        c.announce.count, c.announce.interval
+    )?;
+    let log = match &c.probes.log_file {
+        Some(f) => format!("{} for {:?}", f.display(), c.probes.fatal_patterns),
+        None => "no log file watched".to_owned(),
+    };
+    writeln!(
+        s,
+        "probes: nova-network exit; links {}; {log}",
+        if c.probes.watch_links {
+            "watched"
+        } else {
+            "not watched"
+        }
+    )?;
     writeln!(s, "VIPs:")?;
     for v in &f.vips {
         writeln!(s, "  {} on {}", v.address, v.interface)?;

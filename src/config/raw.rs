@@ -31,13 +31,20 @@ pub struct RawConfig {
     pub nova: Option<RawNova>,
     /// `[state]`.
     pub state: Option<RawState>,
+    /// `[daemon]`.
+    pub daemon: Option<RawDaemon>,
+    /// `[announce]`.
+    pub announce: Option<RawAnnounce>,
+    /// `[probes]`.
+    pub probes: Option<RawProbes>,
     /// Anything else.
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 /// Top-level keys, for "expected one of".
-pub const TOP_KEYS: &str = "cluster, nodes, paths, timers, auth, failover, nova, state";
+pub const TOP_KEYS: &str =
+    "cluster, nodes, paths, timers, auth, failover, nova, state, daemon, announce, probes";
 
 /// `[cluster]`.
 #[derive(Debug, Default, Deserialize)]
@@ -188,3 +195,54 @@ pub struct RawState {
 
 /// `[state]` keys.
 pub const STATE_KEYS: &str = "dir";
+
+/// `[daemon]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDaemon {
+    /// The status socket.
+    pub admin_socket: Option<Value>,
+    /// How many times nova-network may be restarted in place before failing over.
+    pub respawn_budget: Option<Value>,
+    /// How long nova-network gets between SIGTERM and SIGKILL.
+    pub nova_stop_grace: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[daemon]` keys.
+pub const DAEMON_KEYS: &str = "admin_socket, respawn_budget, nova_stop_grace";
+
+/// `[announce]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAnnounce {
+    /// Gratuitous ARPs / NAs per address in a burst.
+    pub count: Option<Value>,
+    /// Interval between them.
+    pub interval: Option<Value>,
+    /// When to send the second burst ("0s": none).
+    pub repeat_after: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[announce]` keys.
+pub const ANNOUNCE_KEYS: &str = "count, interval, repeat_after";
+
+/// `[probes]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawProbes {
+    /// Whether a managed link going down is a local failure.
+    pub watch_links: Option<Value>,
+    /// A log file to watch for fatal lines.
+    pub log_file: Option<Value>,
+    /// Regular expressions of fatal lines.
+    pub fatal_patterns: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[probes]` keys.
+pub const PROBES_KEYS: &str = "watch_links, log_file, fatal_patterns";

@@ -901,3 +901,50 @@ fn every_timer_mistake_is_reported_even_when_deadtime_is_wrong_too() {
         "`timers.warntime` is \"2s\" (expected strictly between keepalive (3s) and deadtime (4s))"
     )));
 }
+
+#[test]
+fn probes_need_valid_regexes_and_patterns_for_a_log_file() {
+    let f = with(
+        "fatal_patterns = [\"CRITICAL nova\", \"Unable to connect to AMQP server\"]",
+        "fatal_patterns = [\"CRITICAL (nova\"]",
+    );
+    let e = one_error(&f);
+    assert!(
+        e.starts_with(&format!(
+            "{}: `probes.fatal_patterns[0]` is \"CRITICAL (nova\" (expected a regular expression",
+            f.at("fatal_patterns =")
+        )),
+        "{e}"
+    );
+    let f = Fixture::new(
+        &example()
+            .replacen(
+                "log_file = \"\"",
+                "log_file = \"/var/log/nova/nova-network.log\"",
+                1,
+            )
+            .replacen(
+                "fatal_patterns = [\"CRITICAL nova\", \"Unable to connect to AMQP server\"]",
+                "fatal_patterns = []",
+                1,
+            ),
+    );
+    assert!(
+        one_error(&f).contains("`probes.fatal_patterns` is missing (expected at least one regular expression when probes.log_file is set)"),
+        "{:?}",
+        f.errors()
+    );
+}
+
+#[test]
+fn daemon_and_announce_ranges_are_checked() {
+    let f = with("respawn_budget = 0", "respawn_budget = -1");
+    assert!(
+        one_error(&f).contains("`daemon.respawn_budget` is -1 (expected an integer in 0..=100)")
+    );
+    let f = with("count = 3", "count = 0");
+    assert!(one_error(&f).contains("`announce.count` is 0 (expected an integer in 1..=100)"));
+    let f = with("repeat_after = \"1s\"", "repeat_after = \"0s\"");
+    let c = f.load().unwrap().config;
+    assert_eq!(c.announce.repeat_after, None);
+}

@@ -15,7 +15,10 @@ use ipnet::IpNet;
 use super::error::ConfigError;
 use super::raw::{self, RawConfig, Unknown};
 use super::source::Origins;
-use super::{Config, Failover, HeartbeatPath, Node, PathKind, Vip, duration, keyfile, nova};
+use super::{
+    Announce, Config, Daemon, Failover, HeartbeatPath, Node, PathKind, Probes, Vip, duration,
+    keyfile, nova,
+};
 use crate::cluster::{NodeId, Timers};
 
 /// Default pool name.
@@ -25,6 +28,15 @@ pub const DEFAULT_NOVA_CONF: &str = "/etc/nova/nova.conf";
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nova-network-ha";
 /// heartbeat warns about an initdead below this.
+/// Default status socket.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/nova-network-ha/admin.sock";
+/// Default grace between SIGTERM and SIGKILL for nova-network.
+pub const DEFAULT_NOVA_STOP_GRACE: Duration = Duration::from_secs(5);
+/// Default announcements per address in a burst.
+pub const DEFAULT_ANNOUNCE_COUNT: u32 = 3;
+/// Default delay of the second announcement burst.
+pub const DEFAULT_ANNOUNCE_REPEAT: Duration = Duration::from_secs(1);
+/// Below this initdead heartbeat warns; so do we.
 pub const INITDEAD_WARN_BELOW: Duration = Duration::from_secs(10);
 /// Placeholders allowed in `failover.nova_network_command`.
 pub const PLACEHOLDERS: [&str; 2] = ["nova_conf", "host"];
@@ -353,6 +365,10 @@ pub fn validate(
     }
     .map(|p| cx.path(&p));
 
+    let daemon = check_daemon(cx, raw.daemon.unwrap_or_default());
+    let announce = check_announce(cx, raw.announce.unwrap_or_default());
+    let probes = check_probes(cx, raw.probes.unwrap_or_default());
+
     let built = (|| {
         Some(Config {
             file: origins.file().to_owned(),
@@ -367,6 +383,9 @@ pub fn validate(
             failover: failover?,
             nova: nova_conf?,
             state_dir: state_dir?,
+            daemon: daemon?,
+            announce: announce?,
+            probes: probes?,
         })
     })();
     match built {
@@ -379,6 +398,105 @@ pub fn validate(
             Err(std::mem::take(&mut cx.errors))
         }
     }
+}
+
+fn check_daemon(cx: &mut Ctx<'_>, d: raw::RawDaemon) -> Option<Daemon> {
+    cx.unknown("daemon", &d.unknown, raw::DAEMON_KEYS);
+    let admin_socket = match present(&d.admin_socket) {
+        None => Some(DEFAULT_ADMIN_SOCKET.to_owned()),
+        Some(v) => cx.string("daemon.admin_socket", v, "a unix socket path"),
+    }
+    .map(|p| cx.path(&p));
+    let respawn_budget = match present(&d.respawn_budget) {
+        None => Some(0),
+        Some(v) => cx
+            .int("daemon.respawn_budget", v, 0, 100)
+            .and_then(|n| u32::try_from(n).ok()),
+    };
+    let nova_stop_grace = match present(&d.nova_stop_grace) {
+        None => Some(DEFAULT_NOVA_STOP_GRACE),
+        Some(v) => cx.duration("daemon.nova_stop_grace", v),
+    };
+    Some(Daemon {
+        admin_socket: admin_socket?,
+        respawn_budget: respawn_budget?,
+        nova_stop_grace: nova_stop_grace?,
+    })
+}
+
+fn check_announce(cx: &mut Ctx<'_>, a: raw::RawAnnounce) -> Option<Announce> {
+    cx.unknown("announce", &a.unknown, raw::ANNOUNCE_KEYS);
+    let count = match present(&a.count) {
+        None => Some(DEFAULT_ANNOUNCE_COUNT),
+        Some(v) => cx
+            .int("announce.count", v, 1, 100)
+            .and_then(|n| u32::try_from(n).ok()),
+    };
+    let interval = match present(&a.interval) {
+        None => Some(Duration::ZERO),
+        Some(v) => cx.duration("announce.interval", v),
+    };
+    let repeat_after = match present(&a.repeat_after) {
+        None => Some(Some(DEFAULT_ANNOUNCE_REPEAT)),
+        Some(v) => cx
+            .duration("announce.repeat_after", v)
+            .map(|d| (!d.is_zero()).then_some(d)),
+    };
+    Some(Announce {
+        count: count?,
+        interval: interval?,
+        repeat_after: repeat_after?,
+    })
+}
+
+fn check_probes(cx: &mut Ctx<'_>, p: raw::RawProbes) -> Option<Probes> {
+    cx.unknown("probes", &p.unknown, raw::PROBES_KEYS);
+    let watch_links = match present(&p.watch_links) {
+        None => Some(true),
+        Some(v) => cx.boolean("probes.watch_links", v),
+    };
+    let log_file = match present(&p.log_file) {
+        None => Some(None),
+        Some(v) => match &v.kind {
+            ValueKind::String(s) if s.is_empty() => Some(None),
+            _ => cx
+                .string("probes.log_file", v, "a log file path, or \"\" for none")
+                .map(|f| Some(cx.path(&f))),
+        },
+    };
+    let mut ok = true;
+    let mut fatal_patterns = Vec::new();
+    if let Some(v) = present(&p.fatal_patterns) {
+        for (key, pattern) in cx.strings("probes.fatal_patterns", v).unwrap_or_default() {
+            match regex::Regex::new(&pattern) {
+                Ok(_) => fatal_patterns.push(pattern),
+                Err(e) => {
+                    let reason = e.to_string().lines().last().unwrap_or_default().to_owned();
+                    cx.invalid(
+                        &key,
+                        format!("{pattern:?}"),
+                        format!("a regular expression ({reason})"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    if let Some(Some(_)) = &log_file
+        && fatal_patterns.is_empty()
+        && ok
+    {
+        cx.missing(
+            "probes.fatal_patterns",
+            "at least one regular expression when probes.log_file is set",
+        );
+        ok = false;
+    }
+    Some(Probes {
+        watch_links: watch_links?,
+        log_file: log_file?,
+        fatal_patterns: ok.then_some(fatal_patterns)?,
+    })
 }
 
 fn push_nova(cx: &mut Ctx<'_>, errs: Vec<nova::NovaConfError>) {
