@@ -20,6 +20,10 @@ mod shape {
         pub failover: Failover,
         pub nova: Nova,
         pub state: State,
+        // Sections the import leaves at their defaults (nothing in /etc/ha.d maps to them).
+        pub daemon: Option<toml::Table>,
+        pub announce: Option<toml::Table>,
+        pub probes: Option<toml::Table>,
     }
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]
