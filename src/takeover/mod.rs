@@ -19,6 +19,8 @@ mod netlink;
 pub mod nova;
 pub mod procs;
 
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
