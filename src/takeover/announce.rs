@@ -180,18 +180,28 @@ fn burst_blocking(
     };
     let frames = round(mac, addrs);
     let mut sent = 0;
-    for n in 0..count {
+    let mut result = Ok(());
+    'rounds: for n in 0..count {
         if n > 0 && !interval.is_zero() {
             std::thread::sleep(interval);
         }
         for f in &frames {
-            if let Some(r) = tx.send_to(f, None) {
-                r.map_err(socket)?;
+            if let Some(Err(e)) = tx.send_to(f, None) {
+                result = Err(socket(e));
+                break 'rounds;
             }
             sent += 1;
         }
     }
-    Ok(sent)
+    // Closing a packet socket waits for an RCU grace period in the kernel (about 10 ms,
+    // `synchronize_net` in `packet_release`): close it off the announce path.
+    if let Err(e) = std::thread::Builder::new()
+        .name("announce-close".into())
+        .spawn(move || drop(tx))
+    {
+        tracing::debug!(step = "announce", error = %e, "closing the packet socket inline");
+    }
+    result.map(|()| sent)
 }
 
 /// One burst off the runtime's threads.
