@@ -101,9 +101,10 @@ pub fn garp_frame(mac: MacAddr, ip: Ipv4Addr, op: ArpOperation) -> [u8; GARP_LEN
 }
 
 /// An unsolicited Neighbour Advertisement for `ip` from `mac` (RFC 4861 7.2.6): from `ip` to
-/// all-nodes `ff02::1` (MAC 33:33:00:00:00:01), hop limit 255, Override flag set, the target
-/// link-layer address option carrying `mac`, ICMPv6 checksum over the pseudo-header.
-pub fn na_frame(mac: MacAddr, ip: Ipv6Addr) -> [u8; NA_LEN] {
+/// all-nodes `ff02::1` (MAC 33:33:00:00:00:01), hop limit 255, Override flag set, Router flag
+/// when `router` (an NA without it makes hosts drop us from their default router list), the
+/// target link-layer address option carrying `mac`, ICMPv6 checksum over the pseudo-header.
+pub fn na_frame(mac: MacAddr, ip: Ipv6Addr, router: bool) -> [u8; NA_LEN] {
     let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
     let mut buf = [0u8; NA_LEN];
     let m = mac.octets();
@@ -121,7 +122,7 @@ pub fn na_frame(mac: MacAddr, ip: Ipv6Addr) -> [u8; NA_LEN] {
     // ICMPv6 NA: type 136, code 0, checksum, flags (Override), target, option 2 (len 1) MAC.
     let icmp = &mut buf[54..];
     icmp[0] = 136;
-    icmp[4] = 0x20;
+    icmp[4] = if router { 0xa0 } else { 0x20 };
     icmp[8..24].copy_from_slice(&ip.octets());
     icmp[24] = 2;
     icmp[25] = 1;
@@ -133,7 +134,7 @@ pub fn na_frame(mac: MacAddr, ip: Ipv6Addr) -> [u8; NA_LEN] {
 
 /// Frames of one round for `addrs`: a GARP request and a GARP reply per IPv4 address, an NA
 /// per IPv6 address.
-fn round(mac: MacAddr, addrs: &[IpAddr]) -> Vec<Vec<u8>> {
+fn round(mac: MacAddr, addrs: &[IpAddr], router: bool) -> Vec<Vec<u8>> {
     let mut frames = Vec::with_capacity(addrs.len() * 2);
     for a in addrs {
         match a {
@@ -141,7 +142,7 @@ fn round(mac: MacAddr, addrs: &[IpAddr]) -> Vec<Vec<u8>> {
                 frames.push(garp_frame(mac, *v4, ArpOperations::Request).to_vec());
                 frames.push(garp_frame(mac, *v4, ArpOperations::Reply).to_vec());
             }
-            IpAddr::V6(v6) => frames.push(na_frame(mac, *v6).to_vec()),
+            IpAddr::V6(v6) => frames.push(na_frame(mac, *v6, router).to_vec()),
         }
     }
     frames
@@ -178,7 +179,11 @@ fn burst_blocking(
             return Err(socket(std::io::Error::other("not an Ethernet channel")));
         }
     };
-    let frames = round(mac, addrs);
+    // As keepalived does: the Router flag follows the interface's IPv6 forwarding setting
+    // (read in this thread's namespace).
+    let router = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{iface}/forwarding"))
+        .is_ok_and(|v| v.trim() == "1");
+    let frames = round(mac, addrs, router);
     let mut sent = 0;
     let mut result = Ok(());
     'rounds: for n in 0..count {
@@ -473,7 +478,7 @@ pub(crate) mod tests {
     #[test]
     fn na_layout_and_checksum() {
         let ip: Ipv6Addr = "fd00::120".parse().unwrap();
-        let f = na_frame(MAC, ip);
+        let f = na_frame(MAC, ip, false);
         assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
         assert_eq!(f[20], 58);
         assert_eq!(f[21], 255);
@@ -482,6 +487,9 @@ pub(crate) mod tests {
         assert_eq!(&f[62..78], &ip.octets());
         assert_eq!(&f[80..86], &MAC.octets());
         assert!(icmpv6_sum_ok(&f));
+        let r = na_frame(MAC, ip, true);
+        assert_eq!(r[58], 0xa0, "router and override flags");
+        assert!(icmpv6_sum_ok(&r));
     }
 
     #[test]
