@@ -11,4 +11,5 @@ pub mod cluster;
 pub mod config;
 pub mod import;
 pub mod state;
+pub mod takeover;
 pub mod wire;

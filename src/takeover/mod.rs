@@ -1,0 +1,413 @@
+//! Takeover and release: the ordered, idempotent, timed steps that move nova-network's
+//! network state to this node and take it away again (DESIGN.md section 4).
+//!
+//! Each step is one driver module: [`procs`] (stray dnsmasq/radvd), [`links`] (nova's
+//! bridges and VLANs), [`firewall`] (nova's iptables chains), [`addrs`] (VIPs, floating IPs),
+//! [`announce`] (GARP / unsolicited NA, and the watcher for addresses nova binds later) and
+//! [`nova`] (the nova-network child, which the daemon supervises). [`takeover`] and
+//! [`release`] run them in the seed's order; a step is retried a bounded number of times, is
+//! logged with `step` and `ms` fields, and leaves nothing half-applied (iptables in one
+//! restore, addresses one by one, each an idempotent kernel call). Everything acts on the
+//! calling thread's network namespace. Never decides *when* to run: that is [`crate::cluster`]'s
+//! job; never starts nova-network itself.
+
+pub mod addrs;
+pub mod announce;
+pub mod firewall;
+pub mod links;
+mod netlink;
+pub mod nova;
+pub mod procs;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use ipnet::IpNet;
+
+use crate::config::{Config, Vip};
+
+/// How moved addresses are announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceSettings {
+    /// Rounds per burst (a GARP request and a reply per IPv4 address, an NA per IPv6).
+    pub count: u32,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// A second burst this long after the first, for switches that were slow to learn.
+    pub repeat_after: Option<Duration>,
+}
+
+impl Default for AnnounceSettings {
+    fn default() -> Self {
+        AnnounceSettings {
+            count: 3,
+            interval: Duration::ZERO,
+            repeat_after: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// How a failing step is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (at least one is made).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled before each further one.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            backoff: Duration::from_millis(20),
+        }
+    }
+}
+
+/// What takeover and release act on, taken from the validated [`Config`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The VIPs (nova's routing_source_ip among them), each with its interface.
+    pub vips: Vec<Vip>,
+    /// nova's public interface, where floating IPs are bound.
+    pub public_interface: String,
+    /// Interfaces that may be deleted (nova's bridges and VLANs).
+    pub delete_interfaces: Vec<glob::Pattern>,
+    /// Interfaces never deleted whatever the patterns say: `lo`, the public, flat and VLAN
+    /// interfaces, the VIPs' and the heartbeat paths' interfaces.
+    pub protected_interfaces: Vec<String>,
+    /// Executables that may be stopped (exact paths: dnsmasq, radvd).
+    pub stop_executables: Vec<PathBuf>,
+    /// nova's networks_path, where the dnsmasq/radvd pid files are.
+    pub networks_path: PathBuf,
+    /// nova's floating_range: host addresses inside it on the public interface are deleted
+    /// on release.
+    pub floating_range: Option<IpNet>,
+    /// Prefix of nova's iptables chains.
+    pub chain_prefix: String,
+    /// How addresses are announced.
+    pub announce: AnnounceSettings,
+    /// How a failing step is retried.
+    pub retry: RetryPolicy,
+    /// How long a stopped process gets after SIGTERM (then again after SIGKILL).
+    pub stop_grace: Duration,
+}
+
+impl Plan {
+    /// The plan for `config`, with default announce, retry and stop settings.
+    pub fn from_config(config: &Config) -> Plan {
+        let nova = &config.nova;
+        let mut protected: Vec<String> = vec!["lo".into(), nova.public_interface.clone()];
+        protected.extend(nova.flat_interface.iter().cloned());
+        protected.extend(nova.vlan_interface.iter().cloned());
+        protected.extend(config.failover.vips.iter().map(|v| v.interface.clone()));
+        protected.extend(
+            config
+                .paths
+                .iter()
+                .filter_map(|p| p.kind.interface())
+                .map(str::to_owned),
+        );
+        protected.sort();
+        protected.dedup();
+        Plan {
+            vips: config.failover.vips.clone(),
+            public_interface: nova.public_interface.clone(),
+            delete_interfaces: config.failover.delete_interfaces.clone(),
+            protected_interfaces: protected,
+            stop_executables: config.failover.stop_processes.clone(),
+            networks_path: nova.networks_path.clone(),
+            floating_range: nova.floating_range,
+            chain_prefix: firewall::NOVA_PREFIX.into(),
+            announce: AnnounceSettings::default(),
+            retry: RetryPolicy::default(),
+            stop_grace: Duration::from_secs(1),
+        }
+    }
+
+    /// The interfaces the address watcher announces for: the public interface, the VIPs'
+    /// interfaces, and the delete patterns (nova's bridges, whose gateways nova binds).
+    pub fn watch_filter(&self) -> announce::InterfaceFilter {
+        let mut names = vec![self.public_interface.clone()];
+        names.extend(self.vips.iter().map(|v| v.interface.clone()));
+        names.sort();
+        names.dedup();
+        announce::InterfaceFilter {
+            names,
+            patterns: self.delete_interfaces.clone(),
+        }
+    }
+}
+
+/// One step done: its name, how long it took (all attempts) and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// The step (`procs`, `links`, `firewall`, `addrs`, `announce`, `floating`).
+    pub step: &'static str,
+    /// Wall time, retries included.
+    pub duration: Duration,
+    /// What it changed, for logs and alerts (`nothing to do` when idempotently skipped).
+    pub detail: String,
+}
+
+/// What a driver reported, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum StepFailure {
+    /// Stopping processes.
+    #[error(transparent)]
+    Procs(#[from] procs::Error),
+    /// Deleting links.
+    #[error(transparent)]
+    Links(#[from] links::Error),
+    /// Removing iptables chains.
+    #[error(transparent)]
+    Firewall(#[from] firewall::Error),
+    /// Adding or deleting addresses.
+    #[error(transparent)]
+    Addrs(#[from] addrs::Error),
+    /// Announcing addresses.
+    #[error(transparent)]
+    Announce(#[from] announce::Error),
+}
+
+/// A step that still failed after its retries.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step} failed after {attempts} attempt(s): {source}")]
+pub struct StepError {
+    /// The step.
+    pub step: &'static str,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure.
+    #[source]
+    pub source: StepFailure,
+}
+
+/// What [`takeover`] and [`release`] return: every step report, or those done before the
+/// step that failed and its error.
+pub type Outcome = Result<Vec<StepReport>, (Vec<StepReport>, StepError)>;
+
+/// Run one step with retries, time and log it.
+async fn step<F, Fut>(
+    name: &'static str,
+    retry: RetryPolicy,
+    mut f: F,
+) -> Result<StepReport, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String, StepFailure>>,
+{
+    let started = Instant::now();
+    let attempts = retry.attempts.max(1);
+    let mut backoff = retry.backoff;
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(detail) => {
+                let duration = started.elapsed();
+                tracing::info!(step = name, ms = duration.as_millis() as u64, attempt, detail = %detail, "step done");
+                return Ok(StepReport {
+                    step: name,
+                    duration,
+                    detail,
+                });
+            }
+            Err(source) if attempt >= attempts => {
+                tracing::error!(step = name, ms = started.elapsed().as_millis() as u64, attempt, error = %source, "step failed");
+                return Err(StepError {
+                    step: name,
+                    attempts: attempt,
+                    source,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(step = name, attempt, error = %e, "step failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn stop_procs(plan: &Plan) -> Result<String, StepFailure> {
+    let stopped = procs::stop(
+        &plan.stop_executables,
+        Some(&plan.networks_path),
+        plan.stop_grace,
+    )
+    .await?;
+    if stopped.is_empty() {
+        return Ok("nothing to do".into());
+    }
+    Ok(stopped
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}{}",
+                s.exe.display(),
+                s.pid,
+                if s.killed { " (killed)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
+    let deleted = links::Links::open()?
+        .delete_matching(&plan.delete_interfaces, &plan.protected_interfaces)
+        .await?;
+    Ok(if deleted.is_empty() {
+        "nothing to do".into()
+    } else {
+        format!("deleted {}", deleted.join(" "))
+    })
+}
+
+async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
+    let removed = firewall::remove_chains(&plan.chain_prefix).await?;
+    let mut parts = Vec::new();
+    for r in &removed {
+        let fam = match r.family {
+            firewall::Family::V4 => "ipv4",
+            firewall::Family::V6 => "ipv6",
+        };
+        if let Some(why) = &r.skipped {
+            parts.push(format!("{fam} skipped ({why})"));
+        } else if !r.chains.is_empty() {
+            parts.push(format!(
+                "{fam}: {} chains, {} jumps removed",
+                r.chains.len(),
+                r.jumps
+            ));
+        }
+    }
+    Ok(if parts.is_empty() {
+        "nothing to do".into()
+    } else {
+        parts.join("; ")
+    })
+}
+
+async fn add_vips(plan: &Plan) -> Result<String, StepFailure> {
+    let a = addrs::Addrs::open()?;
+    let mut added = Vec::new();
+    for v in &plan.vips {
+        if a.add(&v.interface, v.address).await? == addrs::Change::Done {
+            added.push(format!("{} dev {}", v.address, v.interface));
+        }
+    }
+    Ok(if added.is_empty() {
+        "already present".into()
+    } else {
+        format!("added {}", added.join(", "))
+    })
+}
+
+async fn del_vips(plan: &Plan) -> Result<String, StepFailure> {
+    let a = addrs::Addrs::open()?;
+    let mut deleted = Vec::new();
+    for v in &plan.vips {
+        if a.del(&v.interface, v.address).await? == addrs::Change::Done {
+            deleted.push(format!("{} dev {}", v.address, v.interface));
+        }
+    }
+    Ok(if deleted.is_empty() {
+        "nothing to do".into()
+    } else {
+        format!("deleted {}", deleted.join(", "))
+    })
+}
+
+async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
+    let Some(range) = plan.floating_range else {
+        return Ok("no floating_range".into());
+    };
+    let deleted = addrs::Addrs::open()?
+        .del_in(&plan.public_interface, range)
+        .await?;
+    Ok(if deleted.is_empty() {
+        "nothing to do".into()
+    } else {
+        format!(
+            "deleted {} from {}: {}",
+            deleted.len(),
+            plan.public_interface,
+            list(&deleted)
+        )
+    })
+}
+
+async fn announce_vips(plan: &Plan) -> Result<String, StepFailure> {
+    let mut ifaces: Vec<&str> = plan.vips.iter().map(|v| v.interface.as_str()).collect();
+    ifaces.sort_unstable();
+    ifaces.dedup();
+    let mut frames = 0;
+    for iface in ifaces {
+        let addrs: Vec<IpAddr> = plan
+            .vips
+            .iter()
+            .filter(|v| v.interface == iface)
+            .map(|v| v.address.addr())
+            .collect();
+        frames += announce::announce(iface, &addrs, &plan.announce).await?;
+    }
+    Ok(format!("{frames} frames"))
+}
+
+/// Collect step results: on the first error, return the reports so far with it.
+macro_rules! run {
+    ($reports:ident, $e:expr) => {
+        match $e.await {
+            Ok(r) => $reports.push(r),
+            Err(e) => return Err(($reports, e)),
+        }
+    };
+}
+
+/// Take nova-network's network state over, in the seed's order: (1) `procs` stop stray
+/// dnsmasq/radvd, (2) `links` delete leftover bridges/VLANs, (3) `firewall` remove nova's
+/// chains, (4) `addrs` add the VIPs, (5) `announce` GARP/NA for them. Starting nova-network
+/// ([`nova::NovaChild`]) and the address [`announce::Watcher`] are the caller's. Running it
+/// twice is harmless (each step reports `nothing to do` / `already present`).
+pub async fn takeover(plan: &Plan) -> Outcome {
+    let mut reports = Vec::new();
+    let r = plan.retry;
+    run!(reports, step("procs", r, || stop_procs(plan)));
+    run!(reports, step("links", r, || delete_links(plan)));
+    run!(reports, step("firewall", r, || remove_chains(plan)));
+    run!(reports, step("addrs", r, || add_vips(plan)));
+    run!(reports, step("announce", r, || announce_vips(plan)));
+    Ok(reports)
+}
+
+/// Give nova-network's network state up (after the caller stopped nova-network): `procs`
+/// stop dnsmasq/radvd, `links` delete bridges/VLANs, `firewall` remove nova's chains,
+/// `floating` delete the floating IPs (host addresses inside floating_range on the public
+/// interface), `vips` delete the VIPs. Running it twice is harmless.
+pub async fn release(plan: &Plan) -> Outcome {
+    let mut reports = Vec::new();
+    let r = plan.retry;
+    run!(reports, step("procs", r, || stop_procs(plan)));
+    run!(reports, step("links", r, || delete_links(plan)));
+    run!(reports, step("firewall", r, || remove_chains(plan)));
+    run!(reports, step("floating", r, || del_floating(plan)));
+    run!(reports, step("vips", r, || del_vips(plan)));
+    Ok(reports)
+}

@@ -1,0 +1,273 @@
+//! Stray dnsmasq and radvd: found by their exact executable in this network namespace only,
+//! then SIGTERM, a bounded wait, SIGKILL. Replaces the seed's `killall dnsmasq radvd`, which
+//! matched by name and in every namespace.
+//!
+//! A process is ours when `/proc/PID/exe` is one of the configured paths (a ` (deleted)`
+//! suffix, left by a package upgrade, is ignored) and `/proc/PID/ns/net` is the calling
+//! thread's network namespace (`/proc/thread-self/ns/net`). Pids from nova's pid files under
+//! `networks_path` (`nova-*.pid`, `*.pid`) are added when they pass the same two checks. A
+//! process is never signalled by name, nor when its start time changed (pid reuse).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How often the bounded wait looks at `/proc`.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Why processes could not be found or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `/proc` (or our own namespace link) could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Proc {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A signal could not be sent (other than to a process already gone).
+    #[error("cannot send {signal} to pid {pid} ({}): {source}", exe.display())]
+    Signal {
+        /// The pid.
+        pid: i32,
+        /// Its executable.
+        exe: PathBuf,
+        /// The signal.
+        signal: Signal,
+        /// The errno.
+        source: nix::Error,
+    },
+    /// A process survived SIGKILL past the wait.
+    #[error("pid {pid} ({}) still running after SIGKILL", exe.display())]
+    Survived {
+        /// The pid.
+        pid: i32,
+        /// Its executable.
+        exe: PathBuf,
+    },
+}
+
+/// A process found by [`find`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its pid.
+    pub pid: i32,
+    /// The configured executable it runs.
+    pub exe: PathBuf,
+    /// Its start time (`/proc/PID/stat` field 22), to notice pid reuse.
+    start: u64,
+}
+
+/// A process [`stop`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Its pid.
+    pub pid: i32,
+    /// Its executable.
+    pub exe: PathBuf,
+    /// Whether it needed SIGKILL.
+    pub killed: bool,
+}
+
+/// The (device, inode) of a namespace link.
+fn ns_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// The executable of `pid`, without a ` (deleted)` suffix.
+fn exe_of(pid: i32) -> Option<PathBuf> {
+    let link = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let s = link.to_string_lossy();
+    Some(match s.strip_suffix(" (deleted)") {
+        Some(stripped) => PathBuf::from(stripped),
+        None => link,
+    })
+}
+
+/// `(state, start time)` from `/proc/PID/stat`; `None` when the process is gone.
+fn stat_of(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 overall is index 19 after the state (field 3).
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether `pid` still runs with start time `start` (a zombie counts as gone).
+fn alive(pid: i32, start: u64) -> bool {
+    matches!(stat_of(pid), Some((state, s)) if s == start && state != 'Z' && state != 'X')
+}
+
+/// Pids named in `*.pid` files directly under `dir` (nova's dnsmasq and radvd pid files);
+/// unreadable or malformed files are skipped.
+pub fn pid_files(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+        .collect()
+}
+
+/// Processes running one of `executables` in this thread's network namespace, from a scan of
+/// `/proc` plus the pid files under `pid_dir`.
+pub fn find(executables: &[PathBuf], pid_dir: Option<&Path>) -> Result<Vec<Found>, Error> {
+    if executables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let own = Path::new("/proc/thread-self/ns/net");
+    let our_ns = ns_id(own).map_err(|source| Error::Proc {
+        path: own.to_owned(),
+        source,
+    })?;
+    // A configured path that is a symlink shows in /proc as its target.
+    let wanted: Vec<(PathBuf, PathBuf)> = executables
+        .iter()
+        .map(|e| {
+            (
+                e.clone(),
+                std::fs::canonicalize(e).unwrap_or_else(|_| e.clone()),
+            )
+        })
+        .collect();
+    let entries = std::fs::read_dir("/proc").map_err(|source| Error::Proc {
+        path: "/proc".into(),
+        source,
+    })?;
+    let me = std::process::id();
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| u32::try_from(*p).ok() != Some(me))
+        .collect();
+    if let Some(dir) = pid_dir {
+        pids.extend(pid_files(dir));
+    }
+    let mut found = BTreeMap::new();
+    for pid in pids {
+        if found.contains_key(&pid) {
+            continue;
+        }
+        let Some(exe) = exe_of(pid) else { continue };
+        let Some((configured, _)) = wanted.iter().find(|(c, real)| *c == exe || *real == exe)
+        else {
+            continue;
+        };
+        if ns_id(Path::new(&format!("/proc/{pid}/ns/net"))).ok() != Some(our_ns) {
+            continue;
+        }
+        let Some((state, start)) = stat_of(pid) else {
+            continue;
+        };
+        if state == 'Z' {
+            continue;
+        }
+        found.insert(
+            pid,
+            Found {
+                pid,
+                exe: configured.clone(),
+                start,
+            },
+        );
+    }
+    Ok(found.into_values().collect())
+}
+
+/// Send `signal` to `p` unless it is gone or its pid was reused; `ESRCH` is not an error.
+fn signal(p: &Found, signal: Signal) -> Result<(), Error> {
+    if !alive(p.pid, p.start) {
+        return Ok(());
+    }
+    match kill(Pid::from_raw(p.pid), signal) {
+        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+        Err(source) => Err(Error::Signal {
+            pid: p.pid,
+            exe: p.exe.clone(),
+            signal,
+            source,
+        }),
+    }
+}
+
+/// Wait up to `grace` (polling `/proc` every 10 ms) for every process of `procs` to end;
+/// returns those still running.
+async fn wait_gone(procs: Vec<Found>, grace: Duration) -> Vec<Found> {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut left = procs;
+    loop {
+        left.retain(|p| alive(p.pid, p.start));
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Stop every process [`find`] reports: SIGTERM to all, wait up to `grace`, SIGKILL to the
+/// survivors, wait up to `grace` again. Returns what it stopped (empty: nothing ran).
+pub async fn stop(
+    executables: &[PathBuf],
+    pid_dir: Option<&Path>,
+    grace: Duration,
+) -> Result<Vec<Stopped>, Error> {
+    let found = find(executables, pid_dir)?;
+    for p in &found {
+        signal(p, Signal::SIGTERM)?;
+    }
+    let stubborn = wait_gone(found.clone(), grace).await;
+    for p in &stubborn {
+        signal(p, Signal::SIGKILL)?;
+    }
+    if let Some(p) = wait_gone(stubborn.clone(), grace).await.first() {
+        return Err(Error::Survived {
+            pid: p.pid,
+            exe: p.exe.clone(),
+        });
+    }
+    Ok(found
+        .into_iter()
+        .map(|p| Stopped {
+            killed: stubborn.iter().any(|s| s.pid == p.pid),
+            pid: p.pid,
+            exe: p.exe,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parses_own_process() {
+        let (state, start) = stat_of(std::process::id() as i32).unwrap();
+        assert!(state == 'R' || state == 'S');
+        assert!(start > 0);
+    }
+
+    #[test]
+    fn pid_files_read_numbers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nova-br100.pid"), "1234\n").unwrap();
+        std::fs::write(dir.path().join("radvd.pid"), "99").unwrap();
+        std::fs::write(dir.path().join("bad.pid"), "x").unwrap();
+        std::fs::write(dir.path().join("nova-br100.conf"), "5").unwrap();
+        let mut pids = pid_files(dir.path());
+        pids.sort();
+        assert_eq!(pids, vec![99, 1234]);
+    }
+}
