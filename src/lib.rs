@@ -7,9 +7,12 @@
 //! drivers live around them.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod daemon;
 pub mod import;
+pub mod probes;
 pub mod state;
 pub mod takeover;
 pub mod wire;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use nova_network_ha::admin::{self, Request};
 
 /// Where the daemon and `check-config` look for the configuration by default.
 const DEFAULT_CONFIG: &str = "/etc/nova-network-ha/nova-network-ha.toml";
@@ -20,22 +21,36 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon [not available yet in this version: exits with an error].
+    /// Run the daemon (as root, under systemd): heartbeats, failover, nova-network.
     Run {
         /// Configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Log JSON lines instead of human text.
+        #[arg(long)]
+        log_json: bool,
     },
-    /// Show this node's and its peers' state [not available yet: needs the daemon].
+    /// Show this node's and its peers' state (asks the running daemon).
     Status {
-        /// Print JSON instead of text.
+        /// Print the daemon's JSON document instead of text.
         #[arg(long)]
         json: bool,
+        /// Configuration file (for the admin socket's path).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
-    /// Ask this node to become active [not available yet: needs the daemon].
-    Takeover,
-    /// Ask this node to hand the service to a healthy peer [not available yet: needs the daemon].
-    Standby,
+    /// Ask this node to become active; the active peer hands over first (like hb_takeover).
+    Takeover {
+        /// Configuration file (for the admin socket's path).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Ask this node to hand the service to the best healthy peer (like hb_standby).
+    Standby {
+        /// Configuration file (for the admin socket's path).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Validate the configuration and nova.conf, and print the takeover plan; exit 1 on error.
     CheckConfig {
         /// Configuration file.
@@ -72,19 +87,188 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ImportHeartbeat { dir, node, output } => {
             import_heartbeat(&dir, node.as_deref(), output.as_deref())
         }
-        Command::Run { .. } => not_yet("run"),
-        Command::Status { .. } => not_yet("status"),
-        Command::Takeover => not_yet("takeover"),
-        Command::Standby => not_yet("standby"),
+        Command::Run { config, log_json } => daemon(&config, log_json),
+        Command::Status { json, config } => status(&config, json),
+        Command::Takeover { config } => operator(&config, Request::Takeover),
+        Command::Standby { config } => operator(&config, Request::Standby),
     }
 }
 
-/// The daemon and its status socket are not built yet; say so instead of pretending.
-fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
-    bail!(
-        "`{command}` is not available in this version: the daemon and its status socket are not \
-         built yet (check-config and import-heartbeat work)"
-    )
+/// Loads the configuration or returns every error, for the commands that need it.
+fn load(path: &Path) -> anyhow::Result<nova_network_ha::config::Loaded> {
+    nova_network_ha::config::load(path).map_err(|errors| {
+        anyhow::anyhow!("{}: {} error(s):\n{errors}", path.display(), errors.0.len())
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn daemon(path: &Path, log_json: bool) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let loaded = load(path)?;
+    for warning in &loaded.warnings {
+        tracing::warn!(%warning, "configuration");
+    }
+    runtime()?
+        .block_on(nova_network_ha::daemon::run(loaded.config))
+        .context("the daemon stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The admin socket named by the configuration (without validating the rest of it, so
+/// `status` works even while, say, nova.conf is being edited).
+fn admin_socket(path: &Path) -> anyhow::Result<PathBuf> {
+    match nova_network_ha::config::load(path) {
+        Ok(loaded) => Ok(loaded.config.daemon.admin_socket),
+        Err(errors) => {
+            if path.exists() {
+                tracing::debug!(%errors, "configuration has errors; using the default socket");
+            }
+            Ok(PathBuf::from(nova_network_ha::config::DEFAULT_ADMIN_SOCKET))
+        }
+    }
+}
+
+fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let socket = admin_socket(path)?;
+    let answer = runtime()?.block_on(admin::request(&socket, Request::Status))?;
+    let status = answer.get("status").cloned().unwrap_or(answer);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", render_status(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn operator(path: &Path, request: Request) -> anyhow::Result<ExitCode> {
+    let socket = admin_socket(path)?;
+    let answer = runtime()?.block_on(admin::request(&socket, request))?;
+    if answer.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+        let state = answer.get("state").and_then(|v| v.as_str()).unwrap_or("?");
+        println!("accepted; this node is now {state}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let why = answer
+            .get("error")
+            .and_then(|v| v.as_str())
+            .unwrap_or("no reason given");
+        bail!("refused: {why}")
+    }
+}
+
+/// The status document as text.
+fn render_status(s: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let str_of = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .map(|x| x.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    let node = &s["node"];
+    let _ = writeln!(
+        out,
+        "{} (id {}, priority {}): {}{}",
+        str_of(node, "name"),
+        str_of(node, "id"),
+        str_of(node, "priority"),
+        str_of(node, "state"),
+        if node["fault"].is_null() {
+            String::new()
+        } else {
+            format!(" (fault: {})", str_of(node, "fault"))
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  nova host {}, nova-network pid {}",
+        str_of(s, "nova_host"),
+        str_of(s, "nova_network_pid")
+    );
+    let vips = s["vips_held"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|x| x.as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  VIPs held: {}",
+        if vips.is_empty() { "none".into() } else { vips }
+    );
+    for p in s["peers"].as_array().into_iter().flatten() {
+        let heard = p["last_heard_ms"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k} {}",
+                            if v.is_null() {
+                                "never".to_owned()
+                            } else {
+                                format!("{v} ms ago")
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "peer {} (id {}, priority {}): {} {}; heard: {heard}",
+            str_of(p, "name"),
+            str_of(p, "id"),
+            str_of(p, "priority"),
+            if p["alive"].as_bool() == Some(true) {
+                "alive"
+            } else {
+                "dead"
+            },
+            str_of(p, "state")
+        );
+    }
+    if let Some(t) = s["last_transition"].as_object() {
+        let steps = t
+            .get("steps")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|x| format!("{} {} ms", str_of(x, "step"), str_of(x, "ms")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "last {}: {} ms ({steps})",
+            t.get("kind").and_then(|v| v.as_str()).unwrap_or("?"),
+            t.get("total_ms")
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+    }
+    out
 }
 
 fn check_config(path: &Path) -> ExitCode {

@@ -259,6 +259,9 @@ pub enum Action {
     },
     /// Publish an alert.
     Alert(Alert),
+    /// Announce the held addresses again (GARP/NA): a lower-priority node held them too
+    /// (split brain) and may have drawn the neighbours' traffic.
+    Reannounce,
     /// Shutdown is complete: the daemon may exit.
     Stopped,
 }
@@ -362,6 +365,8 @@ pub struct Node {
     next_beat: Instant,
     /// What we last advertised, to send a heartbeat at once when it changes.
     advertised: Option<Beat>,
+    /// Lower-priority peers seen holding the service while we are Active (split brain).
+    rivals: Vec<NodeId>,
 }
 
 impl Node {
@@ -409,6 +414,7 @@ impl Node {
             peers,
             next_beat: now,
             advertised: None,
+            rivals: Vec::new(),
         }
     }
 
@@ -870,6 +876,28 @@ impl Node {
             self.begin_release(Reason::SplitBrain(rival), AfterRelease::Standby, out);
             return;
         }
+        // Lower-priority rivals release on seeing us; announce when one appears and again once
+        // it has let go, so neighbours it drew away come back.
+        let lower: Vec<NodeId> = rivals.iter().map(|(id, _)| *id).collect();
+        for &rival in &lower {
+            if !self.rivals.contains(&rival) {
+                self.rivals.push(rival);
+                out.push(alert(
+                    AlertKind::SplitBrain,
+                    Some(rival),
+                    format!(
+                        "node {} also holds the service and ranks lower; it releases, we announce again",
+                        rival.0
+                    ),
+                ));
+                out.push(Action::Reannounce);
+            }
+        }
+        let before = self.rivals.len();
+        self.rivals.retain(|id| lower.contains(id));
+        if self.rivals.len() < before {
+            out.push(Action::Reannounce);
+        }
         let candidates = || self.peers.iter().filter(|p| p.is_candidate());
         if self.intent == Intent::Yield && candidates().next().is_some() {
             self.begin_release(Reason::Operator, AfterRelease::Standby, out);
@@ -903,6 +931,9 @@ impl Node {
     fn set_state(&mut self, to: State, out: &mut Vec<Action>) {
         if self.state == to {
             return;
+        }
+        if to != State::Active {
+            self.rivals.clear();
         }
         out.push(alert(
             AlertKind::StateChanged,

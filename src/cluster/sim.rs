@@ -531,6 +531,7 @@ impl Sim {
                 ));
                 self.alerts.push((i, alert.kind));
             }
+            Action::Reannounce => {}
             Action::Stopped => {
                 self.nodes[i].node = None;
                 self.nodes[i].stopped = true;

@@ -226,3 +226,23 @@ fn a_failed_takeover_is_a_sticky_fault_until_an_operator_clears_it() {
     node.handle(t0 + 5001 * MS, Input::Operator(Request::Takeover));
     assert_eq!(node.state(), State::TakingOver);
 }
+
+#[test]
+fn split_brain_the_higher_priority_announces_again_when_the_rival_appears_and_lets_go() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 1, t0);
+    node.handle(t0, beat(2, 0, 1, State::Standby));
+    node.handle(t0, Input::TakeoverDone(Ok(())));
+    assert_eq!(node.state(), State::Active);
+    let seen = node.handle(t0 + MS, beat(2, 0, 2, State::Active));
+    assert!(kinds(&seen).contains(&AlertKind::SplitBrain));
+    assert!(seen.contains(&Action::Reannounce));
+    // Still active next beat: no second alert, no second announcement.
+    let again = node.handle(t0 + 2 * MS, beat(2, 0, 3, State::Active));
+    assert!(!again.contains(&Action::Reannounce));
+    assert!(!kinds(&again).contains(&AlertKind::SplitBrain));
+    // The rival released: announce once more.
+    let gone = node.handle(t0 + 3 * MS, beat(2, 0, 4, State::Standby));
+    assert!(gone.contains(&Action::Reannounce));
+    assert_eq!(node.state(), State::Active);
+}

@@ -33,6 +33,7 @@ use crate::wire::Keyring;
 pub use error::{ConfigError, ConfigErrors, Location, Origin};
 pub use nova::NovaConf;
 pub use plan::render_plan;
+pub use validate::DEFAULT_ADMIN_SOCKET;
 
 /// A member of the pool, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -371,6 +371,34 @@ async fn announce_vips(plan: &Plan) -> Result<String, StepFailure> {
     Ok(format!("{frames} frames"))
 }
 
+/// Announce again every address the service holds: the VIPs and the floating IPs (host
+/// addresses of nova's floating_range on the public interface). Used after a split brain, when
+/// the losing node's announcements drew the neighbours away. Returns how many addresses.
+pub async fn reannounce(plan: &Plan) -> Result<usize, StepFailure> {
+    let mut by_iface: Vec<(String, Vec<IpAddr>)> = Vec::new();
+    let mut push = |iface: &str, addr: IpAddr| match by_iface.iter_mut().find(|(i, _)| i == iface) {
+        Some((_, addrs)) => addrs.push(addr),
+        None => by_iface.push((iface.to_owned(), vec![addr])),
+    };
+    for v in &plan.vips {
+        push(&v.interface, v.address.addr());
+    }
+    if let Some(range) = plan.floating_range {
+        for a in addrs::Addrs::open()?
+            .list_in(&plan.public_interface, range)
+            .await?
+        {
+            push(&plan.public_interface, a.addr());
+        }
+    }
+    let mut count = 0;
+    for (iface, addrs) in &by_iface {
+        announce::announce(iface, addrs, &plan.announce).await?;
+        count += addrs.len();
+    }
+    Ok(count)
+}
+
 /// Collect step results: on the first error, return the reports so far with it.
 macro_rules! run {
     ($reports:ident, $e:expr) => {

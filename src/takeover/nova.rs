@@ -62,16 +62,26 @@ impl NovaChild {
     /// returns it) in its own process group, stdin from /dev/null, stdout/stderr inherited.
     pub fn spawn(command: &[String]) -> Result<NovaChild, Error> {
         let (program, args) = command.split_first().ok_or(Error::EmptyCommand)?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .stdin(std::process::Stdio::null())
             .process_group(0)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+            .kill_on_drop(false);
+        // If the daemon dies (SIGKILL, crash), nova-network must not go on consuming the queue
+        // behind the peer's back: the kernel sends it SIGTERM when its parent thread exits
+        // (tokio's worker threads live as long as the runtime).
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe; the closure allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGTERM))
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         let pid = child.id().ok_or_else(|| Error::Spawn {
             program: program.clone(),
             source: std::io::Error::other("exited before its pid was read"),

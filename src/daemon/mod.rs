@@ -1,0 +1,634 @@
+//! The daemon: tokio around the pure [`cluster::Node`].
+//!
+//! One loop owns the node. Sockets, probes, the admin socket, signals and the takeover/release
+//! tasks send [`Event`]s into one channel; the loop feeds each to the node with tokio's clock
+//! and carries out every returned action before the next event. A single timer tracks the
+//! node's deadline. Takeover and release run as tasks so heartbeats keep flowing meanwhile.
+
+pub mod net;
+mod status;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::admin::{self, Reply, Request as AdminRequest};
+use crate::cluster::{self, Action, AlertKind, Input, Node, PathId, PeerBeat, Probe, State};
+use crate::config::Config;
+use crate::probes::{self, Verdict};
+use crate::takeover::{self, Plan, StepReport};
+use crate::wire::{self, Health, Heartbeat, Receiver};
+
+pub use status::Transition;
+
+/// Why the daemon cannot start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The boot generation could not be persisted.
+    #[error("state directory: {0}")]
+    State(#[from] crate::state::StateError),
+    /// A heartbeat socket could not be opened.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The admin socket could not be opened.
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    /// A probe could not start.
+    #[error("probe: {0}")]
+    Probe(String),
+    /// Signal handlers could not be installed.
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Everything that reaches the loop.
+pub(crate) enum Event {
+    /// A datagram on a heartbeat path.
+    Packet { path: usize, bytes: Vec<u8> },
+    /// A probe's verdict changed.
+    Verdict(Verdict),
+    /// An operator request from the admin socket.
+    Admin(AdminRequest, oneshot::Sender<Reply>),
+    /// The takeover task finished; on success nova-network runs.
+    TakeoverFinished(
+        Result<(Vec<StepReport>, takeover::nova::NovaChild), (Vec<StepReport>, String)>,
+    ),
+    /// The release task finished.
+    ReleaseFinished(Result<Vec<StepReport>, (Vec<StepReport>, String)>),
+    /// nova-network exited on its own.
+    NovaExited { pid: u32, status: String },
+    /// SIGTERM or SIGINT.
+    Shutdown,
+}
+
+/// Control of the running nova-network child.
+struct NovaHandle {
+    pid: u32,
+    stop: oneshot::Sender<oneshot::Sender<()>>,
+}
+
+/// The loop's state besides the node.
+struct Daemon {
+    config: Config,
+    plan: Plan,
+    node: Node,
+    generation: u64,
+    seq: u64,
+    sockets: Vec<net::PathSocket>,
+    receivers: Vec<Receiver>,
+    events: mpsc::Sender<Event>,
+    nova: Option<NovaHandle>,
+    respawns: u32,
+    watcher: Option<takeover::announce::Watcher>,
+    transition: Option<Transition>,
+    transition_started: Option<Instant>,
+    alerts: VecDeque<String>,
+    stopped: bool,
+}
+
+/// How many recent alerts `status` shows.
+const RECENT_ALERTS: usize = 20;
+
+/// Runs the daemon until SIGTERM/SIGINT has released the service (if held).
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let generation = crate::state::next_generation(&config.state_dir)?;
+    let (events, mut inbox) = mpsc::channel::<Event>(1024);
+
+    let me = config.this_node().clone();
+    let mut sockets = Vec::new();
+    let mut receivers = Vec::new();
+    for (i, path) in config.paths.iter().enumerate() {
+        let pid = PathId(i as u8);
+        let own = me.address(pid);
+        let peers = config.peers().filter_map(|p| p.address(pid)).collect();
+        let Some(own) = own else { continue };
+        let crate::config::PathKind::Udp { interface, port } = &path.kind;
+        let socket = net::open(&path.name, interface, *port, own, peers)?;
+        spawn_receive(i, socket.socket.clone(), events.clone());
+        sockets.push(socket);
+        // One receiver per path: each path's sequence numbers are checked on their own, so a
+        // slower path's packets are not taken for replays of a faster one's.
+        receivers.push(Receiver::new(
+            config.cluster_id,
+            me.id,
+            config.nodes.iter().map(|n| n.id),
+            config.keyring.clone(),
+        ));
+    }
+
+    let admin = admin::Server::bind(&config.daemon.admin_socket)?;
+    tokio::spawn(admin.serve(events.clone()));
+    spawn_signals(events.clone())?;
+    spawn_probes(&config, events.clone())?;
+
+    let mut plan = Plan::from_config(&config);
+    plan.announce = takeover::AnnounceSettings {
+        count: config.announce.count,
+        interval: config.announce.interval,
+        repeat_after: config.announce.repeat_after,
+    };
+    // A clean slate, as the seed's script did at start: whatever a previous run left (killed
+    // daemon, crash, reboot without cleanup) is released before we join the pool, so this node
+    // never holds addresses the pool does not know it holds.
+    let started = Instant::now();
+    match takeover::release(&plan).await {
+        Ok(steps) => log_steps(
+            "startup-cleanup",
+            &steps,
+            started.elapsed().as_millis() as u64,
+        ),
+        Err((_, e)) => warn!(error = %e, "start-up cleanup failed; continuing as standby"),
+    }
+    let now = Instant::now();
+    let node = Node::new(&config.cluster_config(), generation, now.into_std());
+    info!(
+        node = %me.name,
+        generation,
+        paths = config.paths.len(),
+        peers = config.nodes.len() - 1,
+        "started"
+    );
+    let mut daemon = Daemon {
+        config,
+        plan,
+        node,
+        generation,
+        seq: 0,
+        sockets,
+        receivers,
+        events,
+        nova: None,
+        respawns: 0,
+        watcher: None,
+        transition: None,
+        transition_started: None,
+        alerts: VecDeque::new(),
+        stopped: false,
+    };
+    daemon.feed(Input::Timer).await;
+
+    let sleep = tokio::time::sleep_until(now);
+    tokio::pin!(sleep);
+    let mut armed = None;
+    while !daemon.stopped {
+        let deadline = daemon.node.deadline().map(Instant::from_std);
+        if deadline != armed {
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(at);
+            }
+            armed = deadline;
+        }
+        tokio::select! {
+            () = &mut sleep, if armed.is_some() => {
+                armed = None;
+                daemon.feed(Input::Timer).await;
+            }
+            event = inbox.recv() => match event {
+                Some(event) => daemon.on_event(event).await,
+                None => break,
+            },
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn spawn_receive(
+    path: usize,
+    socket: std::sync::Arc<tokio::net::UdpSocket>,
+    events: mpsc::Sender<Event>,
+) {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, _from)) => {
+                    let bytes = buf[..n].to_vec();
+                    if events.send(Event::Packet { path, bytes }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    warn!(path, error = %e, "heartbeat receive failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+}
+
+fn spawn_signals(events: mpsc::Sender<Event>) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if events.send(Event::Shutdown).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn spawn_probes(config: &Config, events: mpsc::Sender<Event>) -> Result<(), DaemonError> {
+    let (tx, mut rx) = mpsc::channel::<Verdict>(64);
+    if config.probes.watch_links {
+        let mut interfaces: Vec<String> = config
+            .failover
+            .vips
+            .iter()
+            .map(|v| v.interface.clone())
+            .collect();
+        interfaces.push(config.nova.public_interface.clone());
+        interfaces.sort();
+        interfaces.dedup();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = probes::links::watch(interfaces, tx).await {
+                error!(error = %e, "link probe stopped");
+            }
+        });
+    }
+    if let Some(file) = &config.probes.log_file {
+        let watch = probes::log::LogWatch::new(file.clone(), &config.probes.fatal_patterns)
+            .map_err(|e| DaemonError::Probe(e.to_string()))?;
+        tokio::spawn(watch.run(tx.clone()));
+    }
+    drop(tx);
+    tokio::spawn(async move {
+        while let Some(v) = rx.recv().await {
+            if events.send(Event::Verdict(v)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+impl Daemon {
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    /// Feeds one input and carries out every action, in order.
+    async fn feed(&mut self, input: Input) {
+        let now = self.now();
+        let actions = self.node.handle(now, input);
+        for action in actions {
+            self.act(action).await;
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Packet { path, bytes } => self.on_packet(path, &bytes).await,
+            Event::Verdict(v) => {
+                if v.ok {
+                    info!(probe = v.probe.name(), detail = %v.detail, "probe passes");
+                } else {
+                    warn!(probe = v.probe.name(), detail = %v.detail, "probe fails");
+                }
+                self.feed(Input::Health {
+                    probe: v.probe,
+                    ok: v.ok,
+                })
+                .await;
+            }
+            Event::Admin(request, reply) => {
+                let answer = self.on_admin(request).await;
+                let _ = reply.send(answer);
+            }
+            Event::TakeoverFinished(result) => self.on_takeover_finished(result).await,
+            Event::ReleaseFinished(result) => self.on_release_finished(result).await,
+            Event::NovaExited { pid, status } => self.on_nova_exit(pid, status).await,
+            Event::Shutdown => {
+                info!("stop requested: releasing if active, then exiting");
+                self.feed(Input::Shutdown).await;
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, path: usize, bytes: &[u8]) {
+        let Some(receiver) = self.receivers.get_mut(path) else {
+            return;
+        };
+        let hb = match receiver.accept(bytes) {
+            Ok(hb) => hb,
+            // Counted by the receiver; shown by `status`, never logged per packet.
+            Err(_) => return,
+        };
+        self.feed(Input::Heartbeat(PeerBeat {
+            from: hb.node,
+            path: PathId(path as u8),
+            generation: hb.generation,
+            seq: hb.seq,
+            state: hb.state,
+            intent: hb.intent,
+            health: hb.health.0,
+        }))
+        .await;
+    }
+
+    async fn act(&mut self, action: Action) {
+        match action {
+            Action::Send(beat) => {
+                self.seq += 1;
+                let packet = wire::encode(
+                    &Heartbeat {
+                        cluster: self.config.cluster_id,
+                        node: self.config.this_node().id,
+                        generation: self.generation,
+                        seq: self.seq,
+                        state: beat.state,
+                        priority: beat.priority,
+                        health: Health(beat.health),
+                        intent: beat.intent,
+                    },
+                    &self.config.keyring,
+                );
+                for socket in &self.sockets {
+                    for peer in &socket.peers {
+                        if let Err(e) = socket.socket.try_send_to(&packet, *peer) {
+                            debug!(peer = %peer, error = %e, "heartbeat not sent");
+                        }
+                    }
+                }
+            }
+            Action::BeginTakeover { reason, fence } => {
+                info!(reason = ?reason, fence = ?fence, "takeover begins");
+                self.transition_started = Some(Instant::now());
+                let plan = self.plan.clone();
+                let command = self.config.nova_network_command();
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    let result = takeover_task(&plan, &command).await;
+                    let _ = events.send(Event::TakeoverFinished(result)).await;
+                });
+            }
+            Action::BeginRelease { reason } => {
+                info!(reason = ?reason, "release begins");
+                self.transition_started = Some(Instant::now());
+                // Dropping the watcher ends it.
+                self.watcher = None;
+                let plan = self.plan.clone();
+                let nova = self.nova.take();
+                let grace = self.config.daemon.nova_stop_grace;
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    let result = release_task(&plan, nova, grace).await;
+                    let _ = events.send(Event::ReleaseFinished(result)).await;
+                });
+            }
+            Action::Alert(alert) => {
+                let peer = alert
+                    .peer
+                    .and_then(|id| self.config.nodes.iter().find(|n| n.id == id))
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default();
+                let line = format!("{} {} {}", alert.kind.name(), peer, alert.detail);
+                match alert.kind {
+                    AlertKind::SplitBrain | AlertKind::Fault | AlertKind::PeerLost => {
+                        warn!(kind = alert.kind.name(), peer = %peer, detail = %alert.detail, "alert")
+                    }
+                    _ => {
+                        info!(kind = alert.kind.name(), peer = %peer, detail = %alert.detail, "alert")
+                    }
+                }
+                if self.alerts.len() == RECENT_ALERTS {
+                    self.alerts.pop_front();
+                }
+                self.alerts.push_back(line);
+            }
+            Action::Reannounce => {
+                let plan = self.plan.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    match takeover::reannounce(&plan).await {
+                        Ok(n) => info!(
+                            step = "reannounce",
+                            addresses = n,
+                            ms = started.elapsed().as_millis() as u64,
+                            "announced the held addresses again"
+                        ),
+                        Err(e) => warn!(step = "reannounce", error = %e, "announcing again failed"),
+                    }
+                });
+            }
+            Action::Stopped => self.stopped = true,
+        }
+    }
+
+    async fn on_takeover_finished(
+        &mut self,
+        result: Result<(Vec<StepReport>, takeover::nova::NovaChild), (Vec<StepReport>, String)>,
+    ) {
+        let total = self.elapsed_ms();
+        match result {
+            Ok((steps, child)) => {
+                log_steps("takeover", &steps, total);
+                self.transition = Some(Transition::new("takeover", &steps, total, None));
+                self.respawns = 0;
+                self.supervise(child);
+                self.start_watcher();
+                self.feed(Input::TakeoverDone(Ok(()))).await;
+            }
+            Err((steps, step)) => {
+                error!(step = %step, "takeover failed");
+                self.transition = Some(Transition::new("takeover", &steps, total, Some(&step)));
+                self.feed(Input::TakeoverDone(Err(step))).await;
+            }
+        }
+    }
+
+    async fn on_release_finished(
+        &mut self,
+        result: Result<Vec<StepReport>, (Vec<StepReport>, String)>,
+    ) {
+        let total = self.elapsed_ms();
+        let outcome = match result {
+            Ok(steps) => {
+                log_steps("release", &steps, total);
+                self.transition = Some(Transition::new("release", &steps, total, None));
+                Ok(())
+            }
+            Err((steps, step)) => {
+                error!(step = %step, "release failed");
+                self.transition = Some(Transition::new("release", &steps, total, Some(&step)));
+                Err(step)
+            }
+        };
+        // The failing nova-network and its fatal log lines went with the release.
+        for probe in [Probe::NovaProcess, Probe::Log] {
+            self.feed(Input::Health { probe, ok: true }).await;
+        }
+        self.feed(Input::ReleaseDone(outcome)).await;
+    }
+
+    async fn on_nova_exit(&mut self, pid: u32, status: String) {
+        if self.nova.as_ref().map(|n| n.pid) != Some(pid) {
+            return;
+        }
+        self.nova = None;
+        if self.node.state() != State::Active {
+            return;
+        }
+        if self.respawns < self.config.daemon.respawn_budget {
+            self.respawns += 1;
+            warn!(pid, status = %status, respawn = self.respawns, budget = self.config.daemon.respawn_budget, "nova-network exited; restarting it");
+            match takeover::nova::NovaChild::spawn(&self.config.nova_network_command()) {
+                Ok(child) => {
+                    self.supervise(child);
+                    return;
+                }
+                Err(e) => error!(error = %e, "nova-network restart failed"),
+            }
+        }
+        warn!(pid, status = %status, "nova-network exited: failing over");
+        self.feed(Input::Health {
+            probe: Probe::NovaProcess,
+            ok: false,
+        })
+        .await;
+    }
+
+    /// Owns the child in a task: reports its exit the instant it happens, stops it on request.
+    fn supervise(&mut self, mut child: takeover::nova::NovaChild) {
+        let pid = child.pid();
+        let (stop, mut stop_rx) = oneshot::channel::<oneshot::Sender<()>>();
+        let grace = self.config.daemon.nova_stop_grace;
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = format!("{status:?}");
+                    let _ = events.send(Event::NovaExited { pid, status }).await;
+                }
+                done = &mut stop_rx => {
+                    if let Err(e) = child.stop(grace).await {
+                        warn!(pid, error = %e, "stopping nova-network");
+                    }
+                    if let Ok(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        info!(pid, "nova-network started");
+        self.nova = Some(NovaHandle { pid, stop });
+    }
+
+    /// While active: announce every address that appears on the public interface or a managed
+    /// bridge (nova binds floating IPs and gateways itself after it starts).
+    fn start_watcher(&mut self) {
+        match takeover::announce::Watcher::spawn(self.plan.watch_filter(), self.plan.announce) {
+            Ok(watcher) => self.watcher = Some(watcher),
+            Err(e) => error!(error = %e, "address watcher did not start"),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.transition_started
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or_default()
+    }
+
+    async fn on_admin(&mut self, request: AdminRequest) -> Reply {
+        match request {
+            AdminRequest::Status => Reply::Status(Box::new(self.status())),
+            AdminRequest::Takeover | AdminRequest::Standby => {
+                let req = if request == AdminRequest::Takeover {
+                    cluster::Request::Takeover
+                } else {
+                    cluster::Request::Standby
+                };
+                let now = self.now();
+                let actions = self.node.handle(now, Input::Operator(req));
+                let refused = actions.iter().find_map(|a| match a {
+                    Action::Alert(alert) if alert.kind == AlertKind::RequestRefused => {
+                        Some(alert.detail.clone())
+                    }
+                    _ => None,
+                });
+                for action in actions {
+                    self.act(action).await;
+                }
+                match refused {
+                    Some(why) => Reply::Refused(why),
+                    None => Reply::Accepted(format!("{:?}", self.node.state())),
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        status::render(self)
+    }
+}
+
+fn log_steps(kind: &str, steps: &[StepReport], total: u64) {
+    for s in steps {
+        info!(transition = kind, step = s.step, ms = s.duration.as_millis() as u64, detail = %s.detail, "step");
+    }
+    info!(transition = kind, ms = total, "done");
+}
+
+/// The takeover steps, then nova-network: what `BeginTakeover` runs.
+async fn takeover_task(
+    plan: &Plan,
+    command: &[String],
+) -> Result<(Vec<StepReport>, takeover::nova::NovaChild), (Vec<StepReport>, String)> {
+    let mut steps = takeover::takeover(plan)
+        .await
+        .map_err(|(steps, e)| (steps, e.to_string()))?;
+    let started = Instant::now();
+    match takeover::nova::NovaChild::spawn(command) {
+        Ok(child) => {
+            steps.push(StepReport {
+                step: "nova",
+                duration: started.elapsed(),
+                detail: format!("started nova-network pid {}", child.pid()),
+            });
+            Ok((steps, child))
+        }
+        Err(e) => Err((steps, format!("nova: {e}"))),
+    }
+}
+
+/// nova-network stopped, then the release steps: what `BeginRelease` runs.
+async fn release_task(
+    plan: &Plan,
+    nova: Option<NovaHandle>,
+    grace: Duration,
+) -> Result<Vec<StepReport>, (Vec<StepReport>, String)> {
+    let started = Instant::now();
+    let mut steps = Vec::new();
+    if let Some(handle) = nova {
+        let (done, wait) = oneshot::channel();
+        if handle.stop.send(done).is_ok() {
+            let _ = wait.await;
+        }
+        steps.push(StepReport {
+            step: "nova",
+            duration: started.elapsed(),
+            detail: format!("stopped nova-network pid {} (grace {grace:?})", handle.pid),
+        });
+    }
+    match takeover::release(plan).await {
+        Ok(more) => {
+            steps.extend(more);
+            Ok(steps)
+        }
+        Err((more, e)) => {
+            steps.extend(more);
+            Err((steps, e.to_string()))
+        }
+    }
+}
