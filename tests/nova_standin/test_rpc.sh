@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# RPC-only test in the root namespace (--skip-network): a stand-in A consumes a stream of casts,
+# is killed (SIGTERM or SIGKILL) mid-stream, a stand-in B with the same --host takes the queue
+# over later; check.py proves what was lost or duplicated.
+#   tests/nova_standin/test_rpc.sh [TERM|KILL] [broker-host] [stand-in flags...]
+#   (default KILL 127.0.0.1; e.g. `test_rpc.sh KILL 127.0.0.1 --ack-after-handle`)
+set -u
+SIG=${1:-KILL}
+BROKER=${2:-127.0.0.1}
+shift 2 2>/dev/null || shift $#
+EXTRA=("$@")
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PY=$ROOT/.venv/bin/python
+D=$ROOT/tests/nova_standin
+T=$(mktemp -d /tmp/nova-standin-rpc.XXXXXX)
+H=standin-test-$$-$RANDOM
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  timeout 10 rabbitmqctl -q delete_queue "network.$H" >/dev/null 2>&1
+  rm -rf "$T"
+}
+trap cleanup EXIT
+cp "$ROOT/tests/fixtures/nova.conf.flagfile" "$T/nova.conf"
+printf -- '--rabbit_host=%s\n--networks_path=%s/networks\n' "$BROKER" "$T" >>"$T/nova.conf"
+"$PY" "$D/db.py" init "$T/db.json" >/dev/null
+
+start_nn() { # name
+  "$PY" "$D/nova_network.py" --flagfile="$T/nova.conf" --host="$H" --db "$T/db.json" \
+    --record "$T/rec-$1.jsonl" --node "$1" --skip-network "${EXTRA[@]}" >"$T/nn-$1.log" 2>&1 &
+  LAST=$!
+  PIDS+=("$LAST")
+}
+wait_ready() { # name
+  for _ in $(seq 1 100); do grep -q ' ready ' "$T/nn-$1.log" 2>/dev/null && return 0; sleep 0.1; done
+  echo "stand-in $1 not ready"; cat "$T/nn-$1.log"; return 1
+}
+
+start_nn A; A=$LAST; wait_ready A || exit 2
+grep -h 'starting\|ready' "$T/nn-A.log"
+timeout 60 "$PY" "$D/cast.py" --flagfile="$T/nova.conf" --host="$H" --log "$T/cast.jsonl" \
+  --duration 4 --interval 0.02 >"$T/cast.out" 2>&1 &
+C=$!; PIDS+=($C)
+sleep 1.5
+kill -"$SIG" "$A"; echo "A ($A) got SIG$SIG at $(date +%T.%N)"
+sleep 0.5
+start_nn B; B=$LAST; wait_ready B || exit 2   # B needs its 2 s start-up: the queue holds the casts
+wait "$C"; cat "$T/cast.out"
+sleep 1
+kill -TERM "$B"; wait "$B" 2>/dev/null; wait "$A" 2>/dev/null
+"$PY" "$D/check.py" --cast "$T/cast.jsonl" "$T/rec-A.jsonl" "$T/rec-B.jsonl"
+rc=$?
+echo "check rc=$rc"
+exit $rc
