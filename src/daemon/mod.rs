@@ -573,11 +573,13 @@ impl Daemon {
     }
 }
 
+/// One line per transition with every step's time (each step also logged itself as it ran).
 fn log_steps(kind: &str, steps: &[StepReport], total: u64) {
-    for s in steps {
-        info!(transition = kind, step = s.step, ms = s.duration.as_millis() as u64, detail = %s.detail, "step");
-    }
-    info!(transition = kind, ms = total, "done");
+    let timings: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{}={}ms", s.step, s.duration.as_millis()))
+        .collect();
+    info!(transition = kind, ms = total, steps = %timings.join(" "), "done");
 }
 
 /// The takeover steps, then nova-network: what `BeginTakeover` runs.

@@ -47,6 +47,13 @@ def make_conf(flags):
     conf.set_override("amqp_durable_queues", flags.get_bool("amqp_durable_queues", True),
                       group=rabbit)
     conf.set_override("rabbit_ha_queues", flags.get_bool("rabbit_ha_queues", False), group=rabbit)
+    # A consumer that dies without closing its connection (a powered-off server) keeps the
+    # messages the broker pushed to it until the broker notices, by AMQP heartbeats, and requeues
+    # them: a short heartbeat and a small prefetch bound that. nova's own flag names.
+    conf.set_override("heartbeat_timeout_threshold",
+                      flags.get_int("heartbeat_timeout_threshold", 60), group=rabbit)
+    conf.set_override("rabbit_qos_prefetch_count",
+                      flags.get_int("rabbit_qos_prefetch_count", 0), group=rabbit)
     # connection retries: quick, so a broker that comes back is found within a second or two
     conf.set_override("rabbit_retry_interval", 1, group=rabbit)
     conf.set_override("rabbit_retry_backoff", 1, group=rabbit)
