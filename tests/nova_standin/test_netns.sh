@@ -105,4 +105,6 @@ $N ip link show br100 >/dev/null 2>&1 && ok "br100 stays" || bad "br100 gone"
 $N ip -o addr show dev eth1 | grep -q '10.2.3.104/32' && ok "floating IP stays" || bad "floating gone"
 $N iptables-save | grep -q nova-network-snat && ok "chains stay" || bad "chains gone"
 $N iptables-save | grep -c 'nova-' | sed 's/^/nova iptables lines: /'
+echo "--- restart on the leftover state + associate/disassociate, in-process:"
+$N "$PY" "$D/selftest_associate.py" "$T/nova.conf" "$T/db.json" || FAIL=1
 exit $FAIL

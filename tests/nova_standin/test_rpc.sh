@@ -46,6 +46,15 @@ kill -"$SIG" "$A"; echo "A ($A) got SIG$SIG at $(date +%T.%N)"
 sleep 0.5
 start_nn B; B=$LAST; wait_ready B || exit 2   # B needs its 2 s start-up: the queue holds the casts
 wait "$C"; cat "$T/cast.out"
+echo "--- calls to B (DB only, --skip-network):"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" ping seq=0 || echo "FAIL ping"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" associate_floating_ip \
+  floating_address=10.2.3.105 fixed_address=10.0.0.3 || echo "FAIL associate"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" _disassociate_floating_ip \
+  floating_address=10.2.3.104 || echo "FAIL disassociate"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" --cast some_nova_method x=1
+grep -q '"address": "10.2.3.105"' "$T/db.json" && echo "ok   - DB has 10.2.3.105" || echo "FAIL - DB"
+sleep 0.3; grep -c '"method": "some_nova_method"' "$T/rec-B.jsonl" | sed 's/^/generic recorder lines: /'
 sleep 1
 kill -TERM "$B"; wait "$B" 2>/dev/null; wait "$A" 2>/dev/null
 "$PY" "$D/check.py" --cast "$T/cast.jsonl" "$T/rec-A.jsonl" "$T/rec-B.jsonl"
