@@ -23,13 +23,15 @@ FAIL=0
 ok() { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; FAIL=1; }
 cleanup() {
+  trap '' PIPE INT TERM HUP
   if ip netns list | grep -qw "$NS"; then
     for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
     ip netns del "$NS"
   fi
   rm -rf "$T"
-}
+} >/dev/null 2>&1
 trap cleanup EXIT
+trap "exit 130" INT TERM HUP PIPE
 ip netns add "$NS" || exit 2
 N="ip netns exec $NS"
 $N ip link set lo up

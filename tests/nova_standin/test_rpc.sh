@@ -16,11 +16,13 @@ T=$(mktemp -d /tmp/nova-standin-rpc.XXXXXX)
 H=standin-test-$$-$RANDOM
 PIDS=()
 cleanup() {
+  trap '' PIPE INT TERM HUP
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
   timeout 10 rabbitmqctl -q delete_queue "network.$H" >/dev/null 2>&1
   rm -rf "$T"
-}
+} >/dev/null 2>&1
 trap cleanup EXIT
+trap "exit 130" INT TERM HUP PIPE
 cp "$ROOT/tests/fixtures/nova.conf.flagfile" "$T/nova.conf"
 printf -- '--rabbit_host=%s\n--networks_path=%s/networks\n' "$BROKER" "$T" >>"$T/nova.conf"
 "$PY" "$D/db.py" init "$T/db.json" >/dev/null
@@ -38,7 +40,7 @@ wait_ready() { # name
 
 start_nn A; A=$LAST; wait_ready A || exit 2
 grep -h 'starting\|ready' "$T/nn-A.log"
-timeout 60 "$PY" "$D/cast.py" --flagfile="$T/nova.conf" --host="$H" --log "$T/cast.jsonl" \
+"$PY" "$D/cast.py" --flagfile="$T/nova.conf" --host="$H" --log "$T/cast.jsonl" \
   --duration 4 --interval 0.02 >"$T/cast.out" 2>&1 &
 C=$!; PIDS+=($C)
 sleep 1.5
