@@ -177,7 +177,7 @@ class NetworkState:
             return {"db": bool(self.db_path), "network": "not associated"}
 
 
-def make_endpoints(recorder, state):
+def make_endpoints(recorder, state, handle_delay=0.0):
     import oslo_messaging
 
     class NetworkAPI:
@@ -189,6 +189,8 @@ def make_endpoints(recorder, state):
             return {"pong": seq, "pid": os.getpid(), "node": recorder.node}
 
         def record(self, ctxt, seq=None, **kw):
+            if handle_delay > 0:
+                time.sleep(handle_delay)
             recorder.message("record", dict(kw, seq=seq))
             return seq
 
@@ -255,6 +257,9 @@ def main(argv=None):
                    help="on SIGTERM, stop the oslo.messaging server gracefully (server.stop() + "
                    "wait()) instead of exiting at once like 2011 nova-network did; see README: "
                    "this loses the messages acked during the stop")
+    p.add_argument("--handle-delay", type=float, default=0.0,
+                   help="seconds each `record` handler sleeps before recording (widens the "
+                   "ack-to-record window: shows what a kill loses)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
 
@@ -335,7 +340,7 @@ def main(argv=None):
             import ackmode
             kw["server_cls"] = ackmode.enable()
         server = oslo_messaging.get_rpc_server(
-            transport, target, make_endpoints(recorder, state), executor="threading",
+            transport, target, make_endpoints(recorder, state, args.handle_delay), executor="threading",
             access_policy=oslo_messaging.LegacyRPCAccessPolicy, **kw)
         t_rpc = time.time()
         server.start()

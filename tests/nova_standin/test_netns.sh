@@ -23,13 +23,15 @@ FAIL=0
 ok() { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; FAIL=1; }
 cleanup() {
+  trap '' PIPE INT TERM HUP
   if ip netns list | grep -qw "$NS"; then
     for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
     ip netns del "$NS"
   fi
   rm -rf "$T"
-}
+} >/dev/null 2>&1
 trap cleanup EXIT
+trap "exit 130" INT TERM HUP PIPE
 ip netns add "$NS" || exit 2
 N="ip netns exec $NS"
 $N ip link set lo up
@@ -105,4 +107,6 @@ $N ip link show br100 >/dev/null 2>&1 && ok "br100 stays" || bad "br100 gone"
 $N ip -o addr show dev eth1 | grep -q '10.2.3.104/32' && ok "floating IP stays" || bad "floating gone"
 $N iptables-save | grep -q nova-network-snat && ok "chains stay" || bad "chains gone"
 $N iptables-save | grep -c 'nova-' | sed 's/^/nova iptables lines: /'
+echo "--- restart on the leftover state + associate/disassociate, in-process:"
+$N "$PY" "$D/selftest_associate.py" "$T/nova.conf" "$T/db.json" || FAIL=1
 exit $FAIL

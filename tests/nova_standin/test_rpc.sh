@@ -16,11 +16,13 @@ T=$(mktemp -d /tmp/nova-standin-rpc.XXXXXX)
 H=standin-test-$$-$RANDOM
 PIDS=()
 cleanup() {
+  trap '' PIPE INT TERM HUP
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
   timeout 10 rabbitmqctl -q delete_queue "network.$H" >/dev/null 2>&1
   rm -rf "$T"
-}
+} >/dev/null 2>&1
 trap cleanup EXIT
+trap "exit 130" INT TERM HUP PIPE
 cp "$ROOT/tests/fixtures/nova.conf.flagfile" "$T/nova.conf"
 printf -- '--rabbit_host=%s\n--networks_path=%s/networks\n' "$BROKER" "$T" >>"$T/nova.conf"
 "$PY" "$D/db.py" init "$T/db.json" >/dev/null
@@ -38,7 +40,7 @@ wait_ready() { # name
 
 start_nn A; A=$LAST; wait_ready A || exit 2
 grep -h 'starting\|ready' "$T/nn-A.log"
-timeout 60 "$PY" "$D/cast.py" --flagfile="$T/nova.conf" --host="$H" --log "$T/cast.jsonl" \
+"$PY" "$D/cast.py" --flagfile="$T/nova.conf" --host="$H" --log "$T/cast.jsonl" \
   --duration 4 --interval 0.02 >"$T/cast.out" 2>&1 &
 C=$!; PIDS+=($C)
 sleep 1.5
@@ -46,6 +48,15 @@ kill -"$SIG" "$A"; echo "A ($A) got SIG$SIG at $(date +%T.%N)"
 sleep 0.5
 start_nn B; B=$LAST; wait_ready B || exit 2   # B needs its 2 s start-up: the queue holds the casts
 wait "$C"; cat "$T/cast.out"
+echo "--- calls to B (DB only, --skip-network):"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" ping seq=0 || echo "FAIL ping"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" associate_floating_ip \
+  floating_address=10.2.3.105 fixed_address=10.0.0.3 || echo "FAIL associate"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" _disassociate_floating_ip \
+  floating_address=10.2.3.104 || echo "FAIL disassociate"
+timeout 30 "$PY" "$D/rpc_call.py" --flagfile="$T/nova.conf" --host="$H" --cast some_nova_method x=1
+grep -q '"address": "10.2.3.105"' "$T/db.json" && echo "ok   - DB has 10.2.3.105" || echo "FAIL - DB"
+sleep 0.3; grep -c '"method": "some_nova_method"' "$T/rec-B.jsonl" | sed 's/^/generic recorder lines: /'
 sleep 1
 kill -TERM "$B"; wait "$B" 2>/dev/null; wait "$A" 2>/dev/null
 "$PY" "$D/check.py" --cast "$T/cast.jsonl" "$T/rec-A.jsonl" "$T/rec-B.jsonl"

@@ -11,10 +11,13 @@ Queue persistence (checked in oslo.messaging's rabbit driver, see README.md):
   durability by both.
 """
 import urllib.parse
+import warnings
 
-import oslo_messaging
-from oslo_config import cfg
-from oslo_messaging import opts as om_opts
+warnings.filterwarnings("ignore", message="(?s).*[Ee]ventlet")
+
+import oslo_messaging  # noqa: E402
+from oslo_config import cfg  # noqa: E402
+from oslo_messaging import opts as om_opts  # noqa: E402
 
 EXCHANGE = "nova"
 TOPIC = "network"
