@@ -878,7 +878,14 @@ impl Node {
         }
         // Lower-priority rivals release on seeing us; announce when one appears and again once
         // it has let go, so neighbours it drew away come back.
-        let lower: Vec<NodeId> = rivals.iter().map(|(id, _)| *id).collect();
+        // A lower peer already Releasing held the addresses too: it counts (we may not have
+        // heard it while Active before it heard us).
+        let lower: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|p| p.holds() && p.priority < self.priority)
+            .map(|p| p.id)
+            .collect();
         for &rival in &lower {
             if !self.rivals.contains(&rival) {
                 self.rivals.push(rival);
@@ -922,6 +929,11 @@ impl Node {
     fn begin_release(&mut self, reason: Reason, after: AfterRelease, out: &mut Vec<Action>) {
         if self.intent == Intent::Takeover {
             self.intent = Intent::Normal;
+        }
+        // Released because something here failed: rank last until we hold the service again,
+        // so a healthy peer takes it and we do not grab it back the moment the probe clears.
+        if matches!(reason, Reason::HealthFailed(_) | Reason::TakeoverFailed(_)) {
+            self.intent = Intent::Yield;
         }
         self.after_release = after;
         self.set_state(State::Releasing, out);

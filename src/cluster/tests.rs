@@ -246,3 +246,54 @@ fn split_brain_the_higher_priority_announces_again_when_the_rival_appears_and_le
     assert!(gone.contains(&Action::Reannounce));
     assert_eq!(node.state(), State::Active);
 }
+
+#[test]
+fn after_releasing_for_a_failed_probe_it_does_not_grab_the_service_back() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 1, t0);
+    node.handle(t0, beat(2, 0, 1, State::Standby));
+    node.handle(t0, Input::TakeoverDone(Ok(())));
+    node.handle(
+        t0 + MS,
+        Input::Health {
+            probe: Probe::Log,
+            ok: false,
+        },
+    );
+    node.handle(t0 + 2 * MS, Input::ReleaseDone(Ok(())));
+    // The probe clears at once (the fatal line went with the release); the peer is still
+    // standby (it has not heard yet): we yield to it rather than take over again.
+    let actions = node.handle(
+        t0 + 3 * MS,
+        Input::Health {
+            probe: Probe::Log,
+            ok: true,
+        },
+    );
+    assert_eq!(node.state(), State::Standby);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::BeginTakeover { .. }))
+    );
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Send(Beat {
+            intent: Intent::Yield,
+            ..
+        })
+    )));
+}
+
+#[test]
+fn split_brain_seen_only_as_a_releasing_rival_still_announces_again() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 1, t0);
+    node.handle(t0, beat(2, 0, 1, State::Standby));
+    node.handle(t0, Input::TakeoverDone(Ok(())));
+    let seen = node.handle(t0 + MS, beat(2, 0, 2, State::Releasing));
+    assert!(kinds(&seen).contains(&AlertKind::SplitBrain));
+    assert!(seen.contains(&Action::Reannounce));
+    let gone = node.handle(t0 + 2 * MS, beat(2, 0, 3, State::Standby));
+    assert!(gone.contains(&Action::Reannounce));
+}
