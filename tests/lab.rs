@@ -3,6 +3,8 @@
 //! daemons. Root only: without root each test prints why it skips. Lab tests run one at a time
 //! (a lock), each with its own prefix, and tear their lab down even when they fail.
 
+#![allow(clippy::disallowed_methods)] // waiting on real processes reads the real clock
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
