@@ -221,19 +221,71 @@ fn bad_arguments_are_usage_errors() {
 }
 
 #[test]
-fn daemon_commands_say_they_are_not_built_yet() {
+fn operator_commands_name_the_socket_when_no_daemon_runs() {
+    let setup = Setup::new();
+    let example = fs::read_to_string(repo("conf/nova-network-ha.toml")).unwrap();
+    let socket = setup.dir.path().join("admin.sock");
+    let config = setup.dir.path().join("n.toml");
+    fs::write(
+        &config,
+        example.replace(
+            "/run/nova-network-ha/admin.sock",
+            &socket.display().to_string(),
+        ),
+    )
+    .unwrap();
     for args in [
-        vec!["run"],
         vec!["status"],
+        vec!["status", "--json"],
         vec!["takeover"],
         vec!["standby"],
     ] {
-        let out = bin().args(&args).output().unwrap();
+        let out = bin()
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .env("NOVA_NETWORK_HA__AUTH__KEY_FILE", setup.key())
+            .env(
+                "NOVA_NETWORK_HA__NOVA__CONF",
+                repo("tests/fixtures/nova.conf.flagfile"),
+            )
+            .env(
+                "NOVA_NETWORK_HA__CLUSTER__NODE_NAME",
+                "ubuntu-openstack-network-server-01",
+            )
+            .output()
+            .unwrap();
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(stdout.is_empty(), "no fake output: {stdout}");
-        assert!(stderr.contains("not available in this version"), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "no nova-network-ha daemon answers on {}",
+                socket.display()
+            )),
+            "{stderr}"
+        );
     }
+}
+
+#[test]
+fn run_refuses_a_bad_configuration_listing_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    fs::write(&config, "[timers]\nkeepalive = \"fast\"\n").unwrap();
+    let out = bin()
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("`timers.keepalive` is \"fast\""),
+        "{stderr}"
+    );
 }
 
 #[test]

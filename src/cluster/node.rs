@@ -9,17 +9,22 @@ pub type Generation = u64;
 
 /// What a node asks of the pool, carried in its heartbeats.
 ///
-/// The election ranks candidates by intent first, then priority, so an operator's request
-/// moves the service without touching configured priorities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The election ranks candidates by intent first ([`Intent::rank`]), then priority, so an
+/// operator's request, or a local failure, moves the service without touching configured
+/// priorities. Each lasts until the node holds the service again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Intent {
-    /// An operator asked this node to hand the service to a peer; it ranks last.
+    /// An operator asked this node to hand the service to a peer.
     Yield = 0,
     /// The usual: rank by priority.
     Normal = 1,
     /// An operator asked this node to take the service; it ranks first.
     Takeover = 2,
+    /// This node released the service because something here failed (a probe, a takeover
+    /// step); it ranks last, below a yielding node, so it never grabs the service back the
+    /// moment its probe clears.
+    Retreat = 3,
 }
 
 impl Intent {
@@ -29,8 +34,19 @@ impl Intent {
             0 => Intent::Yield,
             1 => Intent::Normal,
             2 => Intent::Takeover,
+            3 => Intent::Retreat,
             _ => return None,
         })
+    }
+
+    /// Election rank: higher wins before priority is compared.
+    pub fn rank(self) -> u8 {
+        match self {
+            Intent::Retreat => 0,
+            Intent::Yield => 1,
+            Intent::Normal => 2,
+            Intent::Takeover => 3,
+        }
     }
 }
 
@@ -645,8 +661,8 @@ impl Node {
         match result {
             Ok(()) => {
                 // An operator's takeover sticks while we hold the service (auto_failback must not
-                // undo it); a yield is spent once we hold it again.
-                if self.intent == Intent::Yield {
+                // undo it); a yield or a retreat is spent once we hold it again.
+                if matches!(self.intent, Intent::Yield | Intent::Retreat) {
                     self.intent = Intent::Normal;
                 }
                 out.push(alert(AlertKind::TakeoverDone, None, "service held".into()));
@@ -816,12 +832,12 @@ impl Node {
         if self.shutting_down || self.peers.iter().any(Peer::holds) {
             return;
         }
-        let my_rank = (self.intent, self.priority);
+        let my_rank = (self.intent.rank(), self.priority);
         let outranked = self
             .peers
             .iter()
             .filter(|p| p.is_candidate())
-            .any(|p| (p.intent, p.priority) > my_rank);
+            .any(|p| (p.intent.rank(), p.priority) > my_rank);
         if outranked {
             return;
         }
@@ -918,8 +934,8 @@ impl Node {
             return;
         }
         if self.auto_failback {
-            let mine = (self.intent, self.priority);
-            if let Some(p) = candidates().find(|p| (p.intent, p.priority) > mine) {
+            let mine = (self.intent.rank(), self.priority);
+            if let Some(p) = candidates().find(|p| (p.intent.rank(), p.priority) > mine) {
                 let id = p.id;
                 self.begin_release(Reason::Failback(id), AfterRelease::Standby, out);
             }
@@ -933,7 +949,7 @@ impl Node {
         // Released because something here failed: rank last until we hold the service again,
         // so a healthy peer takes it and we do not grab it back the moment the probe clears.
         if matches!(reason, Reason::HealthFailed(_) | Reason::TakeoverFailed(_)) {
-            self.intent = Intent::Yield;
+            self.intent = Intent::Retreat;
         }
         self.after_release = after;
         self.set_state(State::Releasing, out);

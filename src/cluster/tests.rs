@@ -279,7 +279,7 @@ fn after_releasing_for_a_failed_probe_it_does_not_grab_the_service_back() {
     assert!(actions.iter().any(|a| matches!(
         a,
         Action::Send(Beat {
-            intent: Intent::Yield,
+            intent: Intent::Retreat,
             ..
         })
     )));

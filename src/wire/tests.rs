@@ -234,7 +234,7 @@ prop_compose! {
         state in any_state(),
         priority in any::<u8>(),
         health in any::<u16>(),
-        intent in prop_oneof![Just(Intent::Yield), Just(Intent::Normal), Just(Intent::Takeover)],
+        intent in prop_oneof![Just(Intent::Yield), Just(Intent::Normal), Just(Intent::Takeover), Just(Intent::Retreat)],
     ) -> Heartbeat {
         Heartbeat { cluster: 1, node: NodeId(2), generation, seq, state, priority, health: Health(health), intent }
     }
