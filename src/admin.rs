@@ -138,8 +138,14 @@ impl Server {
     /// Answers clients until the daemon loop is gone.
     pub(crate) async fn serve(self, events: mpsc::Sender<Event>) {
         loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
-                continue;
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: do not spin.
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let events = events.clone();
             tokio::spawn(async move {

@@ -23,7 +23,7 @@ pub enum Intent {
     Takeover = 2,
     /// This node released the service because something here failed (a probe, a takeover
     /// step); it ranks last, below a yielding node, so it never grabs the service back the
-    /// moment its probe clears.
+    /// moment its probe clears. It ends once another node holds the service.
     Retreat = 3,
 }
 
@@ -801,6 +801,17 @@ impl Node {
         }
         if self.state == State::Fault && self.failing == 0 && self.sticky_fault.is_none() {
             self.set_state(State::Standby, out);
+        }
+        // A retreat has done its job once another node holds the service: we rank normally
+        // again, so a later failure of that node moves the service back here rather than to a
+        // node whose own failure is older.
+        if self.intent == Intent::Retreat
+            && self
+                .peers
+                .iter()
+                .any(|p| p.alive && p.state == State::Active)
+        {
+            self.intent = Intent::Normal;
         }
         match self.state {
             State::Standby => self.evaluate_standby(out),

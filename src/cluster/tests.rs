@@ -297,3 +297,30 @@ fn split_brain_seen_only_as_a_releasing_rival_still_announces_again() {
     let gone = node.handle(t0 + 2 * MS, beat(2, 0, 3, State::Standby));
     assert!(gone.contains(&Action::Reannounce));
 }
+
+#[test]
+fn a_retreat_ends_once_another_node_holds_the_service() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 1, t0);
+    node.handle(t0, beat(2, 0, 1, State::Standby));
+    node.handle(t0, Input::TakeoverDone(Ok(())));
+    node.handle(
+        t0 + MS,
+        Input::Health {
+            probe: Probe::NovaProcess,
+            ok: false,
+        },
+    );
+    node.handle(t0 + 2 * MS, Input::ReleaseDone(Ok(())));
+    node.handle(
+        t0 + 3 * MS,
+        Input::Health {
+            probe: Probe::NovaProcess,
+            ok: true,
+        },
+    );
+    assert_eq!(node.status(t0).intent, Intent::Retreat);
+    node.handle(t0 + 4 * MS, beat(2, 0, 2, State::Active));
+    assert_eq!(node.status(t0).intent, Intent::Normal);
+    assert_eq!(node.state(), State::Standby);
+}

@@ -39,6 +39,9 @@ pub enum DaemonError {
     /// A probe could not start.
     #[error("probe: {0}")]
     Probe(String),
+    /// The configuration cannot be run (validation should have caught it).
+    #[error("configuration: {0}")]
+    Config(String),
     /// Signal handlers could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
@@ -104,7 +107,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let pid = PathId(i as u8);
         let own = me.address(pid);
         let peers = config.peers().filter_map(|p| p.address(pid)).collect();
-        let Some(own) = own else { continue };
+        // Validation gives every node an address on every path; keep the indexes aligned
+        // with the path ids even so.
+        let Some(own) = own else {
+            return Err(DaemonError::Config(format!(
+                "this node has no address on heartbeat path {}",
+                path.name
+            )));
+        };
         let crate::config::PathKind::Udp { interface, port } = &path.kind;
         let socket = net::open(&path.name, interface, *port, own, peers)?;
         spawn_receive(i, socket.socket.clone(), events.clone());
