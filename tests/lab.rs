@@ -390,3 +390,68 @@ fn lab_heartbeat_link_down_with_two_paths_no_failover() {
     assert!(log.contains("path_down"), "no path_down warning:\n{log}");
     lab.assert_held_by("net1", "net2");
 }
+
+/// DESIGN.md section 4, step 8: nova-network binds floating IPs itself after it starts; the
+/// active daemon announces each the moment it appears, and the VM answers through it.
+#[test]
+fn lab_a_floating_ip_associated_while_active_is_announced() {
+    let Some(lab) = Lab::up("associate", &[]) else {
+        return;
+    };
+    lab.start_pair();
+    let before = lab.log("net1").matches("announced new addresses").count();
+    lab.ha_ok(&[
+        "rpc",
+        "associate_floating_ip",
+        "floating_address=10.2.3.105",
+        "fixed_address=10.0.0.3",
+    ]);
+    let start = Instant::now();
+    while !lab.addresses("net1").contains("10.2.3.105/32") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "10.2.3.105 never bound on net1:\n{}",
+            lab.log("net1")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let log = lab.log("net1");
+    assert!(
+        log.matches("announced new addresses").count() > before,
+        "the new floating IP was not announced:\n{log}"
+    );
+    let out = lab.exec("router", &["ping", "-c", "1", "-W", "2", "10.2.3.105"]);
+    assert!(out.status.success(), "the VM does not answer through 10.2.3.105");
+}
+
+/// A respawn budget restarts nova-network in place; once spent, an exit means failover.
+#[test]
+fn lab_respawn_budget_restarts_nova_network_in_place_then_fails_over() {
+    let Some(lab) = Lab::up("respawn", &["--respawn-budget", "1"]) else {
+        return;
+    };
+    lab.start_pair();
+    let nova_pid = |node: &str| -> u64 {
+        let status = lab.ha_ok(&["status", node, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        v["nova_network_pid"].as_u64().unwrap_or(0)
+    };
+    let first = nova_pid("net1");
+    run(Command::new("kill").args(["-KILL", &first.to_string()]));
+    let start = Instant::now();
+    let second = loop {
+        let pid = nova_pid("net1");
+        if pid != 0 && pid != first {
+            break pid;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "nova-network not restarted");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(lab.state("net1"), "active");
+    assert_eq!(lab.state("net2"), "standby");
+    run(Command::new("kill").args(["-KILL", &second.to_string()]));
+    lab.wait("net2", "active", BOUND);
+    lab.wait_vm_answers(Duration::from_secs(30));
+    lab.assert_held_by("net2", "net1");
+}
