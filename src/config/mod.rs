@@ -144,6 +144,37 @@ pub struct Probes {
     pub fatal_patterns: Vec<String>,
 }
 
+/// A secret read from a file or the environment; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// nova's RabbitMQ: the queue probe, alerts, and heartbeats through the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bus {
+    /// `amqp://user@host:port/vhost` or `amqps://...` (TLS); no password inside.
+    pub url: String,
+    /// The password, from `password_file` or `NOVA_NETWORK_HA_BUS_PASSWORD`.
+    pub password: Option<Secret>,
+    /// Topic exchange the alerts are published on.
+    pub exchange: String,
+    /// How often `network.<host>` is sampled.
+    pub queue_interval: Duration,
+    /// No consumer on the queue for this long after nova-network started: it is failing.
+    pub consumer_grace: Duration,
+    /// A backlog growing for this long while a consumer is attached: nova-network is hung.
+    pub backlog_window: Duration,
+    /// Alerts kept while the broker is away (the oldest are dropped and counted).
+    pub alert_buffer: usize,
+    /// Heartbeats also go through the broker (a fanout exchange): one more path.
+    pub heartbeat_path: bool,
+}
+
 /// The validated configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -177,6 +208,8 @@ pub struct Config {
     pub announce: Announce,
     /// Local health probes.
     pub probes: Probes,
+    /// nova's RabbitMQ, if configured.
+    pub bus: Option<Bus>,
 }
 
 impl Config {
@@ -275,8 +308,10 @@ pub fn load_with(path: &Path, options: &Options) -> Result<Loaded, ConfigErrors>
                 .map_err(|h| format!("{h:?} is not UTF-8")),
         }
     };
+    let bus_password = || env.get(validate::BUS_PASSWORD_ENV).cloned();
     let inputs = validate::Inputs {
         hostname: &hostname,
+        env_password: &bus_password,
     };
     let (config, warnings) = validate::validate(raw, &origins, &inputs).map_err(ConfigErrors)?;
     Ok(Loaded { config, warnings })

@@ -120,6 +120,22 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
         Some(f) => format!("{} for {:?}", f.display(), c.probes.fatal_patterns),
         None => "no log file watched".to_owned(),
     };
+    match &c.bus {
+        None => writeln!(s, "bus: none (no queue probe, alerts only in the log)")?,
+        Some(b) => writeln!(
+            s,
+            "bus: {} (password {}), alerts on exchange {}, queue network.{} sampled every {:?} (no consumer for {:?} or a backlog growing for {:?}: failing), {} alerts buffered, heartbeats through the broker: {}",
+            b.url,
+            if b.password.is_some() { "set" } else { "none" },
+            b.exchange,
+            c.nova.host,
+            b.queue_interval,
+            b.consumer_grace,
+            b.backlog_window,
+            b.alert_buffer,
+            if b.heartbeat_path { "yes" } else { "no" }
+        )?,
+    }
     writeln!(
         s,
         "probes: nova-network exit; links {}; {log}",

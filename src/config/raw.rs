@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub announce: Option<RawAnnounce>,
     /// `[probes]`.
     pub probes: Option<RawProbes>,
+    /// `[bus]`.
+    pub bus: Option<RawBus>,
     /// Anything else.
     #[serde(flatten)]
     pub unknown: Unknown,
@@ -44,7 +46,7 @@ pub struct RawConfig {
 
 /// Top-level keys, for "expected one of".
 pub const TOP_KEYS: &str =
-    "cluster, nodes, paths, timers, auth, failover, nova, state, daemon, announce, probes";
+    "cluster, nodes, paths, timers, auth, failover, nova, state, daemon, announce, probes, bus";
 
 /// `[cluster]`.
 #[derive(Debug, Default, Deserialize)]
@@ -246,3 +248,30 @@ pub struct RawProbes {
 
 /// `[probes]` keys.
 pub const PROBES_KEYS: &str = "watch_links, log_file, fatal_patterns";
+
+/// `[bus]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBus {
+    /// AMQP URL ("" disables the bus).
+    pub url: Option<Value>,
+    /// File holding the password.
+    pub password_file: Option<Value>,
+    /// Topic exchange of the alerts.
+    pub exchange: Option<Value>,
+    /// Interval of the queue probe.
+    pub queue_interval: Option<Value>,
+    /// Time without a consumer before nova-network is failing.
+    pub consumer_grace: Option<Value>,
+    /// Time a growing backlog is tolerated.
+    pub backlog_window: Option<Value>,
+    /// Alerts kept while the broker is away.
+    pub alert_buffer: Option<Value>,
+    /// Heartbeats through the broker too.
+    pub heartbeat_path: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[bus]` keys.
+pub const BUS_KEYS: &str = "url, password_file, exchange, queue_interval, consumer_grace, backlog_window, alert_buffer, heartbeat_path";

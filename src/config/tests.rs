@@ -948,3 +948,61 @@ fn daemon_and_announce_ranges_are_checked() {
     let c = f.load().unwrap().config;
     assert_eq!(c.announce.repeat_after, None);
 }
+
+#[test]
+fn bus_is_off_by_default_and_checked_when_set() {
+    let f = Fixture::new(&example());
+    assert_eq!(f.load().unwrap().config.bus, None);
+    // A password in the URL is refused: URLs get logged.
+    let f = with("url = \"\"", "url = \"amqp://nova:secret@10.9.0.10:5672/\"");
+    let e = one_error(&f);
+    assert!(e.contains("`bus.url` is a URL with a password (expected the user in the URL and the password in bus.password_file"), "{e}");
+    assert!(!e.contains("secret"), "the password leaked: {e}");
+    let f = with("url = \"\"", "url = \"http://10.9.0.10/\"");
+    assert!(
+        one_error(&f)
+            .contains("`bus.url` is \"http://10.9.0.10/\" (expected an amqp:// or amqps:// URL)")
+    );
+    // Thresholds against the interval.
+    let f = Fixture::new(
+        &example()
+            .replacen("url = \"\"", "url = \"amqp://nova@10.9.0.10/\"", 1)
+            .replacen("backlog_window = \"5s\"", "backlog_window = \"1s\"", 1),
+    );
+    assert!(
+        one_error(&f).contains(
+            "`bus.backlog_window` is \"1s\" (expected at least 2 x bus.queue_interval (2s)"
+        ),
+        "{:?}",
+        f.errors()
+    );
+}
+
+#[test]
+fn bus_password_comes_from_a_private_file_or_the_environment() {
+    let f = Fixture::new(
+        &example()
+            .replacen("url = \"\"", "url = \"amqp://nova@10.9.0.10/\"", 1)
+            .replacen("password_file = \"\"", "password_file = \"bus.pw\"", 1),
+    );
+    let pw = f.file("bus.pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = one_error(&f);
+    assert!(
+        e.contains("with mode 0644 (expected a file that group and others cannot access"),
+        "{e}"
+    );
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bus = f.load().unwrap().config.bus.unwrap();
+    assert_eq!(bus.password, Some(crate::config::Secret("s3cret".into())));
+    assert_eq!(format!("{:?}", bus.password), "Some(Secret(***))");
+    let f = with("url = \"\"", "url = \"amqp://nova@10.9.0.10/\"");
+    let loaded = f
+        .load_env(HOST1, &[("NOVA_NETWORK_HA_BUS_PASSWORD", "fromenv")])
+        .unwrap();
+    assert_eq!(
+        loaded.config.bus.unwrap().password,
+        Some(crate::config::Secret("fromenv".into()))
+    );
+}

@@ -16,7 +16,7 @@ use super::error::ConfigError;
 use super::raw::{self, RawConfig, Unknown};
 use super::source::Origins;
 use super::{
-    Announce, Config, Daemon, Failover, HeartbeatPath, Node, PathKind, Probes, Vip, duration,
+    Announce, Bus, Config, Daemon, Failover, HeartbeatPath, Node, PathKind, Probes, Vip, duration,
     keyfile, nova,
 };
 use crate::cluster::{NodeId, Timers};
@@ -240,6 +240,8 @@ impl Ctx<'_> {
 pub struct Inputs<'a> {
     /// This node's hostname, when `cluster.node_name` is empty.
     pub hostname: &'a dyn Fn() -> Result<String, String>,
+    /// The bus password from the environment, when no `bus.password_file` is set.
+    pub env_password: &'a dyn Fn() -> Option<String>,
 }
 
 /// Convert and check everything; `Err` carries every error, `Ok` the config and warnings.
@@ -368,6 +370,7 @@ pub fn validate(
     let daemon = check_daemon(cx, raw.daemon.unwrap_or_default());
     let announce = check_announce(cx, raw.announce.unwrap_or_default());
     let probes = check_probes(cx, raw.probes.unwrap_or_default());
+    let bus = check_bus(cx, raw.bus.unwrap_or_default(), inputs);
 
     let built = (|| {
         Some(Config {
@@ -386,6 +389,7 @@ pub fn validate(
             daemon: daemon?,
             announce: announce?,
             probes: probes?,
+            bus: bus?,
         })
     })();
     match built {
@@ -497,6 +501,170 @@ fn check_probes(cx: &mut Ctx<'_>, p: raw::RawProbes) -> Option<Probes> {
         log_file: log_file?,
         fatal_patterns: ok.then_some(fatal_patterns)?,
     })
+}
+
+/// Environment variable that may hold the bus password.
+pub const BUS_PASSWORD_ENV: &str = "NOVA_NETWORK_HA_BUS_PASSWORD";
+
+fn check_bus(cx: &mut Ctx<'_>, b: raw::RawBus, inputs: &Inputs<'_>) -> Option<Option<Bus>> {
+    cx.unknown("bus", &b.unknown, raw::BUS_KEYS);
+    let url = match present(&b.url) {
+        None => return Some(None),
+        Some(v) => match &v.kind {
+            ValueKind::String(s) if s.is_empty() => return Some(None),
+            _ => cx.string(
+                "bus.url",
+                v,
+                "an amqp:// or amqps:// URL, or \"\" for no bus",
+            )?,
+        },
+    };
+    let url_ok = match url.split_once("://") {
+        Some(("amqp" | "amqps", rest)) => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            if authority
+                .split('@')
+                .next()
+                .is_some_and(|userinfo| authority.contains('@') && userinfo.contains(':'))
+            {
+                cx.invalid(
+                    "bus.url",
+                    "a URL with a password",
+                    "the user in the URL and the password in bus.password_file or $NOVA_NETWORK_HA_BUS_PASSWORD (a URL gets logged)",
+                );
+                false
+            } else if host.is_empty() {
+                cx.invalid(
+                    "bus.url",
+                    format!("{url:?}"),
+                    "a URL with a host, like amqp://nova@10.0.0.5:5672/",
+                );
+                false
+            } else {
+                true
+            }
+        }
+        _ => {
+            cx.invalid("bus.url", format!("{url:?}"), "an amqp:// or amqps:// URL");
+            false
+        }
+    };
+    let password = match present(&b.password_file) {
+        Some(v) if !matches!(&v.kind, ValueKind::String(s) if s.is_empty()) => {
+            let file = cx.string("bus.password_file", v, "a file path")?;
+            let path = cx.path(&file);
+            match std::fs::metadata(&path) {
+                Err(e) => {
+                    cx.invalid(
+                        "bus.password_file",
+                        format!("{} ({e})", path.display()),
+                        "a readable file holding the password",
+                    );
+                    None
+                }
+                Ok(meta) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = meta.permissions().mode() & 0o7777;
+                    if mode & 0o077 != 0 {
+                        cx.invalid(
+                            "bus.password_file",
+                            format!("{} with mode {mode:04o}", path.display()),
+                            "a file that group and others cannot access (chmod 600)",
+                        );
+                        None
+                    } else {
+                        match std::fs::read_to_string(&path) {
+                            Ok(text) => Some(Some(super::Secret(
+                                text.trim_end_matches(['\n', '\r']).to_owned(),
+                            ))),
+                            Err(e) => {
+                                cx.invalid(
+                                    "bus.password_file",
+                                    format!("{} ({e})", path.display()),
+                                    "a readable file holding the password",
+                                );
+                                None
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => Some((inputs.env_password)().map(super::Secret)),
+    };
+    let exchange = match present(&b.exchange) {
+        None => Some("nova-network-ha".to_owned()),
+        Some(v) => cx.string("bus.exchange", v, "an exchange name"),
+    };
+    let mut duration = |key: &str, v: &Option<Value>, default: Duration| match present(v) {
+        None => Some(default),
+        Some(v) => cx.duration(key, v).filter(|d| {
+            if d.is_zero() {
+                cx.invalid(key, "\"0s\"", "a duration above 0");
+            }
+            !d.is_zero()
+        }),
+    };
+    let queue_interval = duration(
+        "bus.queue_interval",
+        &b.queue_interval,
+        Duration::from_secs(1),
+    );
+    let consumer_grace = duration(
+        "bus.consumer_grace",
+        &b.consumer_grace,
+        Duration::from_secs(10),
+    );
+    let backlog_window = duration(
+        "bus.backlog_window",
+        &b.backlog_window,
+        Duration::from_secs(5),
+    );
+    if let (Some(q), Some(g)) = (queue_interval, consumer_grace)
+        && g < q
+    {
+        cx.invalid(
+            "bus.consumer_grace",
+            format!("\"{g:?}\""),
+            format!("at least bus.queue_interval ({q:?}): one sample is needed to see a consumer"),
+        );
+    }
+    if let (Some(q), Some(w)) = (queue_interval, backlog_window)
+        && w < 2 * q
+    {
+        cx.invalid(
+            "bus.backlog_window",
+            format!("\"{w:?}\""),
+            format!(
+                "at least 2 x bus.queue_interval ({:?}): a growth needs two samples",
+                2 * q
+            ),
+        );
+    }
+    let alert_buffer = match present(&b.alert_buffer) {
+        None => Some(1000),
+        Some(v) => cx
+            .int("bus.alert_buffer", v, 1, 1_000_000)
+            .and_then(|n| usize::try_from(n).ok()),
+    };
+    let heartbeat_path = match present(&b.heartbeat_path) {
+        None => Some(true),
+        Some(v) => cx.boolean("bus.heartbeat_path", v),
+    };
+    if !url_ok {
+        return None;
+    }
+    Some(Some(Bus {
+        url,
+        password: password?,
+        exchange: exchange?,
+        queue_interval: queue_interval?,
+        consumer_grace: consumer_grace?,
+        backlog_window: backlog_window?,
+        alert_buffer: alert_buffer?,
+        heartbeat_path: heartbeat_path?,
+    }))
 }
 
 fn push_nova(cx: &mut Ctx<'_>, errs: Vec<nova::NovaConfError>) {
