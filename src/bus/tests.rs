@@ -1,0 +1,1 @@
+//! Lab tests of the bus.
