@@ -92,6 +92,9 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The parsed URL with the password put in, AMQP heartbeats on and the TCP connect bounded.
+///
+/// An empty vhost (`amqp://host:5672/`) means the default vhost `/`, as in nova's
+/// `transport_url`; write `%2f` or a name for another.
 pub fn uri(settings: &BusSettings) -> Result<AMQPUri, BusError> {
     let mut uri: AMQPUri = settings.url.parse().map_err(|e: String| BusError::Url {
         url: redact_url(&settings.url),
@@ -99,6 +102,11 @@ pub fn uri(settings: &BusSettings) -> Result<AMQPUri, BusError> {
     })?;
     if let Some(password) = &settings.password {
         uri.authority.userinfo.password = password.clone();
+    }
+    // lapin reads `amqp://host/` as the empty vhost; nova's transport_url and the lab mean
+    // the default vhost `/` by it, and nobody uses an empty vhost.
+    if uri.vhost.is_empty() {
+        uri.vhost = "/".to_owned();
     }
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(AMQP_HEARTBEAT_S);
@@ -177,6 +185,7 @@ mod tests {
         assert_eq!(u.authority.userinfo.username, "nova");
         assert_eq!(u.authority.userinfo.password, "s3cret");
         assert_eq!(u.query.heartbeat, Some(AMQP_HEARTBEAT_S));
+        assert_eq!(u.vhost, "/");
         assert!(!is_tls(&u));
         assert!(!format!("{s:?}").contains("s3cret"), "{s:?}");
         let t = settings("amqps://nova:inline@broker:5671/%2f", None);

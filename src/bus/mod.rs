@@ -291,9 +291,14 @@ async fn run(
     let mut failures: u64 = 0;
     loop {
         signal_drops(&shared, &events);
-        let attempt = tokio::select! {
-            _ = alive.changed() => return,
-            r = connection::connect(settings) => r,
+        let connect = connection::connect(settings);
+        tokio::pin!(connect);
+        let attempt = loop {
+            tokio::select! {
+                _ = alive.changed() => return,
+                r = &mut connect => break r,
+                _ = shared.wake.notified() => signal_drops(&shared, &events),
+            }
         };
         match attempt {
             Ok(conn) => {
@@ -359,14 +364,15 @@ fn lost(conn: &Connection, error: &dyn fmt::Display) -> Option<String> {
     (!conn.status().connected()).then(|| error.to_string())
 }
 
-/// Ends when lapin reports the connection lost.
+/// Ends when lapin reports the connection lost (a connection-level error, or not connected).
 async fn watch_connection(conn: &Connection) -> String {
     let mut events = conn.events_listener();
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             e = events.next() => match e {
-                Some(lapin::Event::Error(e)) => return e.to_string(),
+                // A channel's error (the probe's 404) is reported here too: not ours to end.
+                Some(lapin::Event::Error(e)) if !e.is_amqp_soft_error() => return e.to_string(),
                 Some(_) => {}
                 None => return "connection closed".to_owned(),
             },
