@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod bus;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
