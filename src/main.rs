@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Print the alerts published on the bus as they come, one JSON line each.
+    WatchAlerts {
+        /// Configuration file (for the bus URL and exchange).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Routing key pattern: `<cluster>.<node>.<kind>`, `*` one word, `#` any.
+        #[arg(long, default_value = "#")]
+        binding: String,
+    },
     /// Validate the configuration and nova.conf, and print the takeover plan; exit 1 on error.
     CheckConfig {
         /// Configuration file.
@@ -91,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json, config } => status(&config, json),
         Command::Takeover { config } => operator(&config, Request::Takeover),
         Command::Standby { config } => operator(&config, Request::Standby),
+        Command::WatchAlerts { config, binding } => watch_alerts(&config, &binding),
     }
 }
 
@@ -171,6 +181,33 @@ fn operator(path: &Path, request: Request) -> anyhow::Result<ExitCode> {
             .unwrap_or("no reason given");
         bail!("refused: {why}")
     }
+}
+
+fn watch_alerts(path: &Path, binding: &str) -> anyhow::Result<ExitCode> {
+    let loaded = load(path)?;
+    let config = loaded.config;
+    let Some(b) = &config.bus else {
+        bail!(
+            "{}: no [bus] url is configured: alerts go only to the log",
+            path.display()
+        );
+    };
+    let mut settings = nova_network_ha::bus::BusSettings::new(
+        &b.url,
+        &config.cluster_name,
+        &config.this_node().name,
+        &format!("network.{}", config.nova.host),
+    );
+    settings.password = b.password.as_ref().map(|p| p.0.clone());
+    settings.exchange = b.exchange.clone();
+    runtime()?.block_on(async {
+        nova_network_ha::bus::watch_alerts(&settings, binding, |_key, alert| {
+            println!("{alert}");
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The status document as text.

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, Reply, Request as AdminRequest};
+use crate::bus::{self, Bus, BusEvent, BusSettings, QueueProbe};
 use crate::cluster::{self, Action, AlertKind, Input, Node, PathId, PeerBeat, Probe, State};
 use crate::config::Config;
 use crate::probes::{self, Verdict};
@@ -63,6 +64,8 @@ pub(crate) enum Event {
     ReleaseFinished(Result<Vec<StepReport>, (Vec<StepReport>, String)>),
     /// nova-network exited on its own.
     NovaExited { pid: u32, status: String },
+    /// Something from the message bus.
+    Bus(BusEvent),
     /// SIGTERM or SIGINT.
     Shutdown,
 }
@@ -90,6 +93,16 @@ struct Daemon {
     transition_started: Option<Instant>,
     alerts: VecDeque<String>,
     stopped: bool,
+    /// nova's RabbitMQ, when configured.
+    bus: Option<Bus>,
+    /// Index of the broker heartbeat path (after the UDP paths), when it is on.
+    broker_path: Option<usize>,
+    /// Judges nova-network by its queue while it runs here.
+    queue_probe: Option<QueueProbe>,
+    /// A zombie consumer was reported for the current episode.
+    zombie_reported: bool,
+    /// Last queue sample (consumers, messages), for `status`.
+    last_sample: Option<(u32, u32)>,
 }
 
 /// How many recent alerts `status` shows.
@@ -129,6 +142,49 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         ));
     }
 
+    // nova's RabbitMQ: one more heartbeat path (after the UDP ones), the queue probe, alerts.
+    let mut bus_handle = None;
+    let mut broker_path = None;
+    let mut queue_probe = None;
+    if let Some(b) = &config.bus {
+        let mut settings = BusSettings::new(
+            &b.url,
+            &config.cluster_name,
+            &me.name,
+            &format!("network.{}", config.nova.host),
+        );
+        settings.password = b.password.as_ref().map(|p| p.0.clone());
+        settings.exchange = b.exchange.clone();
+        settings.queue_interval = b.queue_interval;
+        settings.alert_buffer = b.alert_buffer;
+        settings.heartbeat_exchange = b
+            .heartbeat_path
+            .then(|| format!("{}.{}.heartbeat", b.exchange, config.cluster_name));
+        if b.heartbeat_path {
+            broker_path = Some(receivers.len());
+            receivers.push(Receiver::new(
+                config.cluster_id,
+                me.id,
+                config.nodes.iter().map(|n| n.id),
+                config.keyring.clone(),
+            ));
+        }
+        queue_probe = Some(
+            QueueProbe::new(b.consumer_grace, b.backlog_window)
+                .with_queue(format!("network.{}", config.nova.host)),
+        );
+        let (handle, mut bus_events) = Bus::spawn(settings);
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Some(e) = bus_events.recv().await {
+                if events.send(Event::Bus(e)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        bus_handle = Some(handle);
+    }
+
     let admin = admin::Server::bind(&config.daemon.admin_socket)?;
     tokio::spawn(admin.serve(events.clone()));
     spawn_signals(events.clone())?;
@@ -153,7 +209,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Err((_, e)) => warn!(error = %e, "start-up cleanup failed; continuing as standby"),
     }
     let now = Instant::now();
-    let node = Node::new(&config.cluster_config(), generation, now.into_std());
+    let mut cluster = config.cluster_config();
+    if broker_path.is_some() {
+        // The broker is one more path: a peer is dead only when silent there too.
+        cluster.paths = cluster.paths.saturating_add(1);
+    }
+    let node = Node::new(&cluster, generation, now.into_std());
     info!(
         node = %me.name,
         generation,
@@ -177,6 +238,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         transition_started: None,
         alerts: VecDeque::new(),
         stopped: false,
+        bus: bus_handle,
+        broker_path,
+        queue_probe,
+        zombie_reported: false,
+        last_sample: None,
     };
     daemon.feed(Input::Timer).await;
 
@@ -319,6 +385,7 @@ impl Daemon {
             Event::TakeoverFinished(result) => self.on_takeover_finished(result).await,
             Event::ReleaseFinished(result) => self.on_release_finished(result).await,
             Event::NovaExited { pid, status } => self.on_nova_exit(pid, status).await,
+            Event::Bus(e) => self.on_bus(e).await,
             Event::Shutdown => {
                 info!("stop requested: releasing if active, then exiting");
                 self.feed(Input::Shutdown).await;
@@ -371,6 +438,9 @@ impl Daemon {
                         }
                     }
                 }
+                if let (Some(bus), Some(_)) = (&self.bus, self.broker_path) {
+                    bus.send_heartbeat(packet.to_vec());
+                }
             }
             Action::BeginTakeover { reason, fence } => {
                 info!(reason = ?reason, fence = ?fence, "takeover begins");
@@ -386,8 +456,11 @@ impl Daemon {
             Action::BeginRelease { reason } => {
                 info!(reason = ?reason, "release begins");
                 self.transition_started = Some(Instant::now());
-                // Dropping the watcher ends it.
+                // Dropping the watcher ends it; nova-network's queue is no longer ours to judge.
                 self.watcher = None;
+                if let Some(probe) = &mut self.queue_probe {
+                    probe.stopped();
+                }
                 let plan = self.plan.clone();
                 let nova = self.nova.take();
                 let grace = self.config.daemon.nova_stop_grace;
@@ -416,6 +489,25 @@ impl Daemon {
                     self.alerts.pop_front();
                 }
                 self.alerts.push_back(line);
+                if let Some(bus) = &self.bus {
+                    // Transitions carry their step timings.
+                    let steps: Vec<(String, u64)> = match (alert.kind, &self.transition) {
+                        (AlertKind::TakeoverDone | AlertKind::ReleaseDone, Some(t)) => {
+                            t.steps.iter().map(|(s, ms, _)| (s.clone(), *ms)).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    let peer = (!peer.is_empty()).then_some(peer.as_str());
+                    bus.publish_alert(bus::alert_json(
+                        &self.config.cluster_name,
+                        &self.config.this_node().name,
+                        alert.kind.name(),
+                        peer,
+                        &alert.detail,
+                        unix_ms(),
+                        &steps,
+                    ));
+                }
             }
             Action::Reannounce => {
                 let plan = self.plan.clone();
@@ -509,6 +601,83 @@ impl Daemon {
         .await;
     }
 
+    async fn on_bus(&mut self, event: BusEvent) {
+        match event {
+            BusEvent::Connected => info!("bus connected"),
+            BusEvent::Disconnected { reason } => {
+                // The daemon goes on without the broker: UDP heartbeats decide, alerts wait.
+                warn!(reason = %reason, "bus disconnected; reconnecting");
+            }
+            BusEvent::Heartbeat(bytes) => {
+                if let Some(path) = self.broker_path {
+                    self.on_packet(path, &bytes).await;
+                }
+            }
+            BusEvent::AlertsDropped { count } => {
+                warn!(count, "alert buffer full: oldest alerts dropped");
+            }
+            BusEvent::QueueMissing => self.on_queue_sample(0, 0).await,
+            BusEvent::QueueSample {
+                consumers,
+                messages,
+            } => self.on_queue_sample(consumers, messages).await,
+        }
+    }
+
+    /// The queue `network.<host>` as the broker sees it: judges our nova-network while it runs
+    /// here, and witnesses a zombie one elsewhere (a consumer nobody should be).
+    async fn on_queue_sample(&mut self, consumers: u32, messages: u32) {
+        self.last_sample = Some((consumers, messages));
+        let now = Instant::now().into_std();
+        let verdict = self
+            .queue_probe
+            .as_mut()
+            .and_then(|p| p.sample(now, consumers, messages));
+        if let Some(v) = verdict {
+            if v.ok {
+                info!(probe = "queue", detail = %v.detail, "probe passes");
+            } else {
+                warn!(probe = "queue", detail = %v.detail, "probe fails");
+            }
+            self.feed(Input::Health {
+                probe: Probe::Queue,
+                ok: v.ok,
+            })
+            .await;
+        }
+        let we_hold = self.nova.is_some() && self.node.state() == State::Active;
+        let status = self.node.status(now);
+        let peers_hold = status
+            .peers
+            .iter()
+            .any(|p| p.alive && p.state.holds_service());
+        let zombie = self
+            .queue_probe
+            .as_ref()
+            .is_some_and(|p| p.zombie(consumers, we_hold, !peers_hold));
+        if zombie && !self.zombie_reported {
+            self.zombie_reported = true;
+            let detail = format!(
+                "network.{} has {consumers} consumer(s) while {} (no peer holds the service): a nova-network elsewhere still consumes",
+                self.config.nova.host,
+                if we_hold {
+                    "only ours should"
+                } else {
+                    "none should"
+                }
+            );
+            warn!(%detail, "zombie nova-network");
+            Box::pin(self.act(Action::Alert(cluster::Alert {
+                kind: AlertKind::SplitBrain,
+                peer: None,
+                detail,
+            })))
+            .await;
+        } else if !zombie {
+            self.zombie_reported = false;
+        }
+    }
+
     /// Owns the child in a task: reports its exit the instant it happens, stops it on request.
     fn supervise(&mut self, mut child: takeover::nova::NovaChild) {
         let pid = child.pid();
@@ -533,6 +702,9 @@ impl Daemon {
         });
         info!(pid, "nova-network started");
         self.nova = Some(NovaHandle { pid, stop });
+        if let Some(probe) = &mut self.queue_probe {
+            probe.started(Instant::now().into_std());
+        }
     }
 
     /// While active: announce every address that appears on the public interface or a managed
@@ -584,6 +756,15 @@ impl Daemon {
 }
 
 /// One line per transition with every step's time (each step also logged itself as it ran).
+/// Milliseconds since the Unix epoch, to timestamp alerts (labels only; no decision reads it).
+fn unix_ms() -> u64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 fn log_steps(kind: &str, steps: &[StepReport], total: u64) {
     let timings: Vec<String> = steps
         .iter()

@@ -129,7 +129,7 @@ pub(super) fn render(d: &Daemon) -> Value {
                 .map(|(reason, n)| (reason.to_string(), json!(n)))
                 .collect();
             (
-                paths.get(i).copied().unwrap_or("?").to_owned(),
+                paths.get(i).copied().unwrap_or("broker").to_owned(),
                 json!({"accepted": r.accepted(), "dropped": counts}),
             )
         })
@@ -143,8 +143,23 @@ pub(super) fn render(d: &Daemon) -> Value {
             "steps": t.steps.iter().map(|(s, ms, detail)| json!({"step": s, "ms": ms, "detail": detail})).collect::<Vec<_>>(),
         })
     });
+    let bus = d.bus.as_ref().map(|b| {
+        let st = b.stats();
+        json!({
+            "connected": st.connected,
+            "alerts_published": st.published,
+            "alerts_confirmed": st.confirmed,
+            "alerts_dropped": st.dropped,
+            "alerts_buffered": st.buffered,
+            "reconnects": st.reconnects,
+            "queue": format!("network.{}", d.config.nova.host),
+            "queue_consumers": d.last_sample.map(|(c, _)| c),
+            "queue_messages": d.last_sample.map(|(_, m)| m),
+        })
+    });
     json!({
         "schema": STATUS_SCHEMA,
+        "bus": bus,
         "cluster": d.config.cluster_name,
         "node": {
             "name": me.name,
