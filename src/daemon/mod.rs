@@ -603,7 +603,16 @@ impl Daemon {
 
     async fn on_bus(&mut self, event: BusEvent) {
         match event {
-            BusEvent::Connected => info!("bus connected"),
+            BusEvent::Connected => {
+                info!("bus connected");
+                // nova-network reconnects too after a broker outage: its consumer gets a fresh
+                // grace, so an outage of the broker never counts against nova-network.
+                if let Some(probe) = &mut self.queue_probe
+                    && probe.is_started()
+                {
+                    probe.started(Instant::now().into_std());
+                }
+            }
             BusEvent::Disconnected { reason } => {
                 // The daemon goes on without the broker: UDP heartbeats decide, alerts wait.
                 warn!(reason = %reason, "bus disconnected; reconnecting");
