@@ -535,6 +535,27 @@ fn lab_nova_network_hung_fails_over() {
     );
 }
 
+/// After releasing for a hung nova-network, the node is a healthy standby again (its queue
+/// verdict went with its nova-network), ready to take the service back.
+#[test]
+fn lab_after_a_hang_the_node_is_standby_again() {
+    let Some(lab) = Lab::up(
+        "hang_back",
+        &["--queue-interval", "500ms", "--backlog-window", "2s"],
+    ) else {
+        return;
+    };
+    lab.start_pair();
+    lab.ha_ok(&["cast", "start"]);
+    let status = lab.ha_ok(&["status", "net1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let pid = v["nova_network_pid"].as_u64().unwrap();
+    run(Command::new("kill").args(["-STOP", &pid.to_string()]));
+    lab.wait("net2", "active", Duration::from_secs(15));
+    lab.wait("net1", "standby", Duration::from_secs(15));
+    lab.ha_ok(&["cast", "stop"]);
+}
+
 /// A nova-network that never consumes `network.<host>` (it started, but serves nothing):
 /// after consumer_grace the active releases and the standby takes over.
 #[test]

@@ -567,8 +567,9 @@ impl Daemon {
                 Err(step)
             }
         };
-        // The failing nova-network and its fatal log lines went with the release.
-        for probe in [Probe::NovaProcess, Probe::Log] {
+        // The failing nova-network, its queue verdict and its fatal log lines went with the
+        // release (the queue probe only judges a nova-network running here).
+        for probe in [Probe::NovaProcess, Probe::Queue, Probe::Log] {
             self.feed(Input::Health { probe, ok: true }).await;
         }
         self.feed(Input::ReleaseDone(outcome)).await;
