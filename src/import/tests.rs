@@ -24,6 +24,7 @@ mod shape {
         pub daemon: Option<toml::Table>,
         pub announce: Option<toml::Table>,
         pub probes: Option<toml::Table>,
+        pub bus: Option<toml::Table>,
     }
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]
