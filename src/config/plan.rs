@@ -235,8 +235,14 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
     )?;
     writeln!(
         s,
-        "  9. become Active once nova-network consumes network.{}; else release and report Fault",
-        n.host
+        "  9. become Active once nova-network runs; {}",
+        match &c.bus {
+            Some(b) => format!(
+                "then it must consume network.{} within {:?} and keep its backlog draining, else release and report a fault",
+                n.host, b.consumer_grace
+            ),
+            None => "no bus configured: its queue is not watched".to_owned(),
+        }
     )?;
     let floating = match n.floating_range {
         Some(r) => format!("addresses in {r} on {}", n.public_interface),

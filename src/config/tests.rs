@@ -848,7 +848,7 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
             "  7. start nova-network: /usr/bin/nova-network --flagfile={} --host=somehostname",
             f.file("nova.conf").display()
         ),
-        "  9. become Active once nova-network consumes network.somehostname",
+        "  9. become Active once nova-network runs; no bus configured",
         "  5. delete floating IPs: addresses in 10.2.3.104/29 on eth1",
         "  6. delete VIPs: 10.2.3.120/32 on eth1",
     ] {

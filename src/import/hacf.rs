@@ -275,16 +275,16 @@ pub(super) fn parse(text: &str, d: &mut Diag) -> HaCf {
                 File::HaCf,
                 Some(line),
                 format!(
-                    "{content}: ping nodes are not imported (the example configuration has no \
-                     ping node key yet); configure the ping-node probe by hand"
+                    "{content}: ping nodes are not imported: nova-network-ha has no ping-node \
+                     probe yet (its link probe covers a lost public link)"
                 ),
             ),
             "stonith" | "stonith_host" => d.warn(
                 File::HaCf,
                 Some(line),
                 format!(
-                    "{content}: STONITH is not imported; configure a fence command by hand \
-                     (DESIGN.md section 5)"
+                    "{content}: STONITH is not imported: nova-network-ha has no fence command \
+                     yet (DESIGN.md section 5)"
                 ),
             ),
             "respawn" => {
@@ -293,8 +293,8 @@ pub(super) fn parse(text: &str, d: &mut Diag) -> HaCf {
                         File::HaCf,
                         Some(line),
                         format!(
-                            "{content}: not carried over: ipfail's job is done by \
-                             nova-network-ha's ping-node probe"
+                            "{content}: not carried over: nova-network-ha has no ping-node probe \
+                             yet (ipfail's job); its link probe covers a lost public link"
                         ),
                     );
                 } else {
