@@ -185,21 +185,12 @@ fn operator(path: &Path, request: Request) -> anyhow::Result<ExitCode> {
 
 fn watch_alerts(path: &Path, binding: &str) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
-    let config = loaded.config;
-    let Some(b) = &config.bus else {
+    let Some(settings) = nova_network_ha::bus::BusSettings::from_config(&loaded.config) else {
         bail!(
             "{}: no [bus] url is configured: alerts go only to the log",
             path.display()
         );
     };
-    let mut settings = nova_network_ha::bus::BusSettings::new(
-        &b.url,
-        &config.cluster_name,
-        &config.this_node().name,
-        &format!("network.{}", config.nova.host),
-    );
-    settings.password = b.password.as_ref().map(|p| p.0.clone());
-    settings.exchange = b.exchange.clone();
     runtime()?.block_on(async {
         nova_network_ha::bus::watch_alerts(&settings, binding, |_key, alert| {
             println!("{alert}");

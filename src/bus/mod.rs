@@ -89,6 +89,27 @@ impl BusSettings {
     }
 }
 
+impl BusSettings {
+    /// The settings for a validated configuration's `[bus]`, or `None` without one.
+    pub fn from_config(config: &crate::config::Config) -> Option<BusSettings> {
+        let b = config.bus.as_ref()?;
+        let mut settings = BusSettings::new(
+            &b.url,
+            &config.cluster_name,
+            &config.this_node().name,
+            &format!("network.{}", config.nova.host),
+        );
+        settings.password = b.password.as_ref().map(|p| p.0.clone());
+        settings.exchange = b.exchange.clone();
+        settings.queue_interval = b.queue_interval;
+        settings.alert_buffer = b.alert_buffer;
+        settings.heartbeat_exchange = b
+            .heartbeat_path
+            .then(|| format!("{}.{}.heartbeat", b.exchange, config.cluster_name));
+        Some(settings)
+    }
+}
+
 impl fmt::Debug for BusSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BusSettings")

@@ -134,40 +134,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         sockets.push(socket);
         // One receiver per path: each path's sequence numbers are checked on their own, so a
         // slower path's packets are not taken for replays of a faster one's.
-        receivers.push(Receiver::new(
-            config.cluster_id,
-            me.id,
-            config.nodes.iter().map(|n| n.id),
-            config.keyring.clone(),
-        ));
+        receivers.push(receiver(&config));
     }
 
     // nova's RabbitMQ: one more heartbeat path (after the UDP ones), the queue probe, alerts.
     let mut bus_handle = None;
     let mut broker_path = None;
     let mut queue_probe = None;
-    if let Some(b) = &config.bus {
-        let mut settings = BusSettings::new(
-            &b.url,
-            &config.cluster_name,
-            &me.name,
-            &format!("network.{}", config.nova.host),
-        );
-        settings.password = b.password.as_ref().map(|p| p.0.clone());
-        settings.exchange = b.exchange.clone();
-        settings.queue_interval = b.queue_interval;
-        settings.alert_buffer = b.alert_buffer;
-        settings.heartbeat_exchange = b
-            .heartbeat_path
-            .then(|| format!("{}.{}.heartbeat", b.exchange, config.cluster_name));
+    if let (Some(b), Some(settings)) = (&config.bus, BusSettings::from_config(&config)) {
         if b.heartbeat_path {
             broker_path = Some(receivers.len());
-            receivers.push(Receiver::new(
-                config.cluster_id,
-                me.id,
-                config.nodes.iter().map(|n| n.id),
-                config.keyring.clone(),
-            ));
+            receivers.push(receiver(&config));
         }
         queue_probe = Some(
             QueueProbe::new(b.consumer_grace, b.backlog_window)
@@ -270,6 +247,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// A heartbeat receiver for one path: this cluster, the configured nodes, our keys.
+fn receiver(config: &Config) -> Receiver {
+    Receiver::new(
+        config.cluster_id,
+        config.this_node().id,
+        config.nodes.iter().map(|n| n.id),
+        config.keyring.clone(),
+    )
 }
 
 fn spawn_receive(
