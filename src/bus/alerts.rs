@@ -10,10 +10,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use serde_json::{Value, json};
@@ -297,47 +294,8 @@ impl AlertWatch {
             .await
             .map_err(BusError::Channel)?;
         declare_exchange(&channel, &settings.exchange).await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| BusError::Declare {
-                name: "(server-named watch queue)".to_owned(),
-                source: e,
-            })?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                settings.exchange.as_str().into(),
-                binding.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| BusError::Bind {
-                binding: binding.to_owned(),
-                source: e,
-            })?;
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(BusError::Channel)?;
+        let consumer =
+            connection::subscribe_private(&channel, &settings.exchange, binding, "watch").await?;
         Ok(AlertWatch {
             connection,
             consumer,

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::uri::{AMQPScheme, AMQPUri};
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use rand::Rng;
 
 use super::BusSettings;
@@ -165,6 +167,57 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.next = BACKOFF_MIN;
     }
+}
+
+/// Consume from an exclusive, auto-delete, server-named queue bound to `exchange` with
+/// `binding` (no acks: what arrives is only ever looked at). `what` names the queue in errors.
+pub(crate) async fn subscribe_private(
+    channel: &Channel,
+    exchange: &str,
+    binding: &str,
+    what: &str,
+) -> Result<Consumer, BusError> {
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| BusError::Declare {
+            name: format!("(server-named {what} queue)"),
+            source: e,
+        })?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            exchange.into(),
+            binding.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| BusError::Bind {
+            binding: format!("{binding} ({} -> {exchange})", queue.name()),
+            source: e,
+        })?;
+    channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(BusError::Channel)
 }
 
 #[cfg(test)]

@@ -5,10 +5,7 @@
 //! heartbeats are `wire`'s and the daemon's. Never buffered, never confirmed: a stale
 //! heartbeat is worthless.
 
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Consumer, ExchangeKind};
 
@@ -29,47 +26,7 @@ pub(crate) async fn subscribe(channel: &Channel, exchange: &str) -> Result<Consu
             name: exchange.to_owned(),
             source: e,
         })?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| BusError::Declare {
-            name: "(server-named heartbeat queue)".to_owned(),
-            source: e,
-        })?;
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| BusError::Bind {
-            binding: format!("{} -> {exchange}", queue.name()),
-            source: e,
-        })?;
-    channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                exclusive: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(BusError::Channel)
+    super::connection::subscribe_private(channel, exchange, "", "heartbeat").await
 }
 
 /// Publish one heartbeat (transient, no confirm).
