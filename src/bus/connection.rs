@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
@@ -124,14 +125,24 @@ pub fn is_tls(uri: &AMQPUri) -> bool {
     matches!(uri.scheme, AMQPScheme::AMQPS)
 }
 
-/// One connection attempt, bounded by [`CONNECT_TIMEOUT`]; TLS when the URL is `amqps://`.
+/// One connection attempt, bounded by [`CONNECT_TIMEOUT`]; TLS when the URL is `amqps://`,
+/// verifying the broker's certificate against the system's CAs and `ca_pem`.
 pub async fn connect(settings: &BusSettings) -> Result<Connection, BusError> {
     let uri = uri(settings)?;
     let url = redact_url(&settings.url);
     let props = ConnectionProperties::default().with_connection_name(
         format!("nova-network-ha {}/{}", settings.cluster, settings.node).into(),
     );
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props)).await {
+    let tls = OwnedTLSConfig {
+        identity: None,
+        cert_chain: settings.ca_pem.clone(),
+    };
+    let runtime = lapin::runtime::default_runtime().map_err(|source| BusError::Connect {
+        url: url.clone(),
+        source,
+    })?;
+    let attempt = Connection::connect_uri_with_config(uri, props, tls, runtime);
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(source)) => Err(BusError::Connect { url, source }),
         Err(_) => Err(BusError::ConnectTimeout {

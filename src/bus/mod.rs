@@ -53,6 +53,8 @@ pub struct BusSettings {
     pub url: String,
     /// The broker password, from a file or the environment; never logged (Debug redacts it).
     pub password: Option<String>,
+    /// PEM CA certificates trusted for `amqps://` besides the system's (`bus.ca_file`).
+    pub ca_pem: Option<String>,
     /// The durable topic exchange for alerts (default `nova-network-ha`).
     pub exchange: String,
     /// The cluster's name; alerts are routed `<cluster>.<node>.<kind>`.
@@ -78,6 +80,7 @@ impl BusSettings {
         BusSettings {
             url: url.to_owned(),
             password: None,
+            ca_pem: None,
             exchange: "nova-network-ha".to_owned(),
             cluster: cluster.to_owned(),
             node: node.to_owned(),
@@ -100,6 +103,7 @@ impl BusSettings {
             &format!("network.{}", config.nova.host),
         );
         settings.password = b.password.as_ref().map(|p| p.0.clone());
+        settings.ca_pem = b.ca.as_ref().map(|ca| ca.pem.clone());
         settings.exchange = b.exchange.clone();
         settings.queue_interval = b.queue_interval;
         settings.alert_buffer = b.alert_buffer;
@@ -115,6 +119,7 @@ impl fmt::Debug for BusSettings {
         f.debug_struct("BusSettings")
             .field("url", &connection::redact_url(&self.url))
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
             .field("exchange", &self.exchange)
             .field("cluster", &self.cluster)
             .field("node", &self.node)

@@ -232,6 +232,75 @@ fn alerts_are_confirmed_and_watched() {
     });
 }
 
+/// `amqps://`: the bus verifies the broker's certificate (signed by the lab's own CA, for its
+/// IP address) and works over TLS; without that CA the connection is refused as untrusted.
+#[test]
+fn tls_broker_is_verified_and_used() {
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(lab) = Lab::up("tls_broker_is_verified_and_used") else {
+        return;
+    };
+    let ca = std::fs::read_to_string(root().join(".lab").join(&lab.prefix).join("broker-ca.pem"))
+        .unwrap();
+    let mut tls = lab.settings("net1");
+    tls.url = "amqps://nova@10.9.0.10:5671/".to_owned();
+    let untrusted = tls.clone();
+    tls.ca_pem = Some(ca);
+    let prefix = lab.prefix.clone();
+    lab.run_in("net1", move || async move {
+        // Not trusted: the handshake fails on the certificate, and says so.
+        let err = connection::connect(&untrusted)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        let err = err.expect("a connection to a broker with an unknown CA must fail");
+        assert!(err.contains("amqps://nova@10.9.0.10:5671/"), "{err}");
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+        // Trusted: the connection is TLS end to end (the broker says so) and alerts flow.
+        let conn = connection::connect(&tls).await.unwrap();
+        drop(conn);
+        let mut watch = AlertWatch::open(&tls, "#").await.unwrap();
+        let (bus, mut events) = Bus::spawn(tls.clone());
+        expect(&mut events, "Connected", |e| {
+            (*e == BusEvent::Connected).then_some(())
+        })
+        .await;
+        for i in 0..10 {
+            bus.publish_alert(numbered("net1", i));
+        }
+        for _ in 0..10 {
+            tokio::time::timeout(WAIT, watch.next())
+                .await
+                .expect("an alert within the wait")
+                .unwrap();
+        }
+        let stats = until_stats(&bus, "all confirmed", |s| s.confirmed == 10).await;
+        assert_eq!(stats.published, 10);
+        // The broker's own view: both connections (the bus and the watcher) are on TLS.
+        let listing = lab_cmd(
+            &prefix,
+            &[
+                "broker",
+                "ctl",
+                "list_connections",
+                "--quiet",
+                "--no-table-headers",
+                "ssl",
+                "port",
+            ],
+        )
+        .await;
+        let rows: Vec<&str> = listing.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(rows.len(), 2, "{listing}");
+        for row in rows {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cols, ["true", "5671"], "{listing}");
+        }
+        drop(bus);
+        watch.close().await;
+    });
+}
+
 /// Broker away: alerts are buffered, the oldest dropped and counted; back: an
 /// `alerts_dropped` alert with the count comes first, then the rest, in order.
 #[test]

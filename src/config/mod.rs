@@ -154,6 +154,18 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// CA certificates for the broker's TLS, read once when the configuration is loaded so a
+/// missing or unreadable file is a configuration error, not a reconnect loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// Where they came from.
+    pub path: PathBuf,
+    /// The PEM text (one or more `CERTIFICATE` blocks).
+    pub pem: String,
+    /// How many certificates it holds.
+    pub certificates: usize,
+}
+
 /// nova's RabbitMQ: the queue probe, alerts, and heartbeats through the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bus {
@@ -161,6 +173,9 @@ pub struct Bus {
     pub url: String,
     /// The password, from `password_file` or `NOVA_NETWORK_HA_BUS_PASSWORD`.
     pub password: Option<Secret>,
+    /// For `amqps://`: a PEM file of CA certificates trusted besides the system's (a
+    /// broker with its own CA), with its text as read at load time.
+    pub ca: Option<CaFile>,
     /// Topic exchange the alerts are published on.
     pub exchange: String,
     /// How often `network.<host>` is sampled.

@@ -124,9 +124,20 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
         None => writeln!(s, "bus: none (no queue probe, alerts only in the log)")?,
         Some(b) => writeln!(
             s,
-            "bus: {} (password {}), alerts on exchange {}, queue network.{} sampled every {:?} (no consumer for {:?} or a backlog growing for {:?}: failing), {} alerts buffered, heartbeats through the broker: {}",
+            "bus: {} (password {}{}), alerts on exchange {}, queue network.{} sampled every {:?} (no consumer for {:?} or a backlog growing for {:?}: failing), {} alerts buffered, heartbeats through the broker: {}",
             b.url,
             if b.password.is_some() { "set" } else { "none" },
+            match &b.ca {
+                Some(ca) => format!(
+                    ", TLS trusting {} CA certificate(s) from {} besides the system's",
+                    ca.certificates,
+                    ca.path.display()
+                ),
+                None if b.url.starts_with("amqps://") => {
+                    ", TLS trusting the system's CA certificates".to_owned()
+                }
+                None => String::new(),
+            },
             b.exchange,
             c.nova.host,
             b.queue_interval,

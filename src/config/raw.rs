@@ -256,6 +256,8 @@ pub struct RawBus {
     pub url: Option<Value>,
     /// File holding the password.
     pub password_file: Option<Value>,
+    /// PEM file of CA certificates trusted for `amqps://`.
+    pub ca_file: Option<Value>,
     /// Topic exchange of the alerts.
     pub exchange: Option<Value>,
     /// Interval of the queue probe.
@@ -274,4 +276,4 @@ pub struct RawBus {
 }
 
 /// `[bus]` keys.
-pub const BUS_KEYS: &str = "url, password_file, exchange, queue_interval, consumer_grace, backlog_window, alert_buffer, heartbeat_path";
+pub const BUS_KEYS: &str = "url, password_file, ca_file, exchange, queue_interval, consumer_grace, backlog_window, alert_buffer, heartbeat_path";

@@ -979,6 +979,59 @@ fn bus_is_off_by_default_and_checked_when_set() {
 }
 
 #[test]
+fn bus_ca_file_is_for_amqps_and_must_hold_certificates() {
+    let amqps = |ca: &str| {
+        Fixture::new(
+            &example()
+                .replacen("url = \"\"", "url = \"amqps://nova@10.9.0.10:5671/\"", 1)
+                .replacen("ca_file = \"\"", &format!("ca_file = \"{ca}\""), 1),
+        )
+    };
+    let f = amqps("ca.pem");
+    let e = one_error(&f);
+    assert!(e.contains("`bus.ca_file` is "), "{e}");
+    assert!(e.contains("ca.pem (No such file"), "{e}");
+    assert!(
+        e.contains("(expected a readable PEM file with at least one CERTIFICATE block)"),
+        "{e}"
+    );
+    std::fs::write(f.file("ca.pem"), "not a certificate\n").unwrap();
+    assert!(one_error(&f).contains("ca.pem (no -----BEGIN CERTIFICATE----- block)"));
+    std::fs::write(
+        f.file("ca.pem"),
+        "# ours\n-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    assert!(one_error(&f).contains("ca.pem (the certificate at line 2 is not valid base64)"));
+    let pem = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+    std::fs::write(f.file("ca.pem"), pem.repeat(2)).unwrap();
+    let loaded = f.load().unwrap();
+    let ca = loaded.config.bus.as_ref().unwrap().ca.as_ref().unwrap();
+    assert_eq!(
+        (ca.certificates, ca.pem.as_str()),
+        (2, pem.repeat(2).as_str())
+    );
+    let plan = crate::config::plan::render_plan(&loaded.config);
+    assert!(
+        plan.contains("TLS trusting 2 CA certificate(s) from ")
+            && plan.contains("ca.pem besides the system's"),
+        "{plan}"
+    );
+    // A CA file with a plain amqp:// URL is a mistake: the operator meant TLS.
+    let f = Fixture::new(
+        &example()
+            .replacen("url = \"\"", "url = \"amqp://nova@10.9.0.10/\"", 1)
+            .replacen("ca_file = \"\"", "ca_file = \"ca.pem\"", 1),
+    );
+    std::fs::write(f.file("ca.pem"), pem).unwrap();
+    let e = one_error(&f);
+    assert!(
+        e.contains("(expected an amqps:// bus.url (the CA file is for TLS), or no bus.ca_file)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn bus_password_comes_from_a_private_file_or_the_environment() {
     let f = Fixture::new(
         &example()

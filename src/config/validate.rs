@@ -593,6 +593,40 @@ fn check_bus(cx: &mut Ctx<'_>, b: raw::RawBus, inputs: &Inputs<'_>) -> Option<Op
         }
         _ => Some((inputs.env_password)().map(super::Secret)),
     };
+    let ca = match present(&b.ca_file) {
+        Some(v) if !matches!(&v.kind, ValueKind::String(s) if s.is_empty()) => {
+            let file = cx.string("bus.ca_file", v, "a PEM file of CA certificates")?;
+            let path = cx.path(&file);
+            if !url.starts_with("amqps://") {
+                cx.invalid(
+                    "bus.ca_file",
+                    format!("{} with bus.url {:?}", path.display(), url),
+                    "an amqps:// bus.url (the CA file is for TLS), or no bus.ca_file",
+                );
+                None
+            } else {
+                match std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|pem| pem_certificates(&pem).map(|n| (pem, n)))
+                {
+                    Ok((pem, certificates)) => Some(Some(super::CaFile {
+                        path,
+                        pem,
+                        certificates,
+                    })),
+                    Err(e) => {
+                        cx.invalid(
+                            "bus.ca_file",
+                            format!("{} ({e})", path.display()),
+                            "a readable PEM file with at least one CERTIFICATE block",
+                        );
+                        None
+                    }
+                }
+            }
+        }
+        _ => Some(None),
+    };
     let exchange = match present(&b.exchange) {
         None => Some("nova-network-ha".to_owned()),
         Some(v) => cx.string("bus.exchange", v, "an exchange name"),
@@ -658,6 +692,7 @@ fn check_bus(cx: &mut Ctx<'_>, b: raw::RawBus, inputs: &Inputs<'_>) -> Option<Op
     Some(Some(Bus {
         url,
         password: password?,
+        ca: ca?,
         exchange: exchange?,
         queue_interval: queue_interval?,
         consumer_grace: consumer_grace?,
@@ -665,6 +700,40 @@ fn check_bus(cx: &mut Ctx<'_>, b: raw::RawBus, inputs: &Inputs<'_>) -> Option<Op
         alert_buffer: alert_buffer?,
         heartbeat_path: heartbeat_path?,
     }))
+}
+
+/// How many PEM `CERTIFICATE` blocks `text` holds, each with valid base64; an error names
+/// the line of the first broken block, or says that there is none.
+fn pem_certificates(text: &str) -> Result<usize, String> {
+    use base64::Engine as _;
+    let mut count = 0;
+    let mut block: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        match &mut block {
+            None if line == "-----BEGIN CERTIFICATE-----" => block = Some((i + 1, String::new())),
+            None => {}
+            Some((start, body)) if line == "-----END CERTIFICATE-----" => {
+                match base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
+                    Ok(der) if !der.is_empty() => count += 1,
+                    _ => {
+                        return Err(format!(
+                            "the certificate at line {start} is not valid base64"
+                        ));
+                    }
+                }
+                block = None;
+            }
+            Some((_, body)) => body.push_str(line),
+        }
+    }
+    if let Some((start, _)) = block {
+        return Err(format!("the certificate at line {start} has no END line"));
+    }
+    if count == 0 {
+        return Err("no -----BEGIN CERTIFICATE----- block".to_owned());
+    }
+    Ok(count)
 }
 
 fn push_nova(cx: &mut Ctx<'_>, errs: Vec<nova::NovaConfError>) {
