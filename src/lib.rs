@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod import;
+pub mod mirror;
 pub mod probes;
 pub mod state;
 pub mod takeover;

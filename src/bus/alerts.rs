@@ -38,6 +38,7 @@ pub const KINDS: &[&str] = &[
     "fault",
     "request_refused",
     "alerts_dropped",
+    "mirror",
 ];
 
 /// How long a publisher confirm may take before the alert is kept for a retry.

@@ -220,6 +220,9 @@ pub enum AlertKind {
     Fault,
     /// An operator request was refused.
     RequestRefused,
+    /// The warm standby's mirror: not used at a takeover (and why), rolled back, or
+    /// reconciled once nova-network consumed.
+    Mirror,
 }
 
 impl AlertKind {
@@ -240,6 +243,7 @@ impl AlertKind {
             AlertKind::SplitBrain => "split_brain",
             AlertKind::Fault => "fault",
             AlertKind::RequestRefused => "request_refused",
+            AlertKind::Mirror => "mirror",
         }
     }
 }

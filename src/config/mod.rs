@@ -122,6 +122,20 @@ pub struct Daemon {
     pub nova_stop_grace: Duration,
 }
 
+/// The warm standby: the active streams nova's network state to its peers, which apply it at
+/// takeover before nova-network starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mirror {
+    /// TCP port of the mirror stream (each node listens on its heartbeat paths' addresses).
+    pub port: u16,
+    /// The active confirms the standby's snapshot this often (a new one on every change).
+    pub refresh: Duration,
+    /// A snapshot not confirmed for longer is stale: not applied at takeover.
+    pub max_age: Duration,
+    /// How often the active checks iptables for a change (netfilter's generation number).
+    pub iptables_check: Duration,
+}
+
 /// Gratuitous ARP / unsolicited NA for moved addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Announce {
@@ -225,6 +239,8 @@ pub struct Config {
     pub probes: Probes,
     /// nova's RabbitMQ, if configured.
     pub bus: Option<Bus>,
+    /// The warm standby's mirror, unless switched off.
+    pub mirror: Option<Mirror>,
 }
 
 impl Config {

@@ -120,6 +120,17 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
         Some(f) => format!("{} for {:?}", f.display(), c.probes.fatal_patterns),
         None => "no log file watched".to_owned(),
     };
+    match &c.mirror {
+        None => writeln!(
+            s,
+            "mirror: off (at a takeover, the VMs wait for nova-network's start-up)"
+        )?,
+        Some(m) => writeln!(
+            s,
+            "mirror: TCP port {} on the heartbeat path addresses; the active pushes nova's chains, floating IPs, bridges and dnsmasq files on every change (iptables checked every {:?}) and confirms every {:?}; a snapshot older than {:?} is not applied",
+            m.port, m.iptables_check, m.refresh, m.max_age
+        )?,
+    }
     match &c.bus {
         None => writeln!(s, "bus: none (no queue probe, alerts only in the log)")?,
         Some(b) => writeln!(

@@ -39,14 +39,15 @@ pub struct RawConfig {
     pub probes: Option<RawProbes>,
     /// `[bus]`.
     pub bus: Option<RawBus>,
+    /// `[mirror]`.
+    pub mirror: Option<RawMirror>,
     /// Anything else.
     #[serde(flatten)]
     pub unknown: Unknown,
 }
 
 /// Top-level keys, for "expected one of".
-pub const TOP_KEYS: &str =
-    "cluster, nodes, paths, timers, auth, failover, nova, state, daemon, announce, probes, bus";
+pub const TOP_KEYS: &str = "cluster, nodes, paths, timers, auth, failover, nova, state, daemon, announce, probes, bus, mirror";
 
 /// `[cluster]`.
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +229,27 @@ pub struct RawAnnounce {
     #[serde(flatten)]
     pub unknown: Unknown,
 }
+
+/// `[mirror]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMirror {
+    /// Keep a mirror of nova's network state on the standby.
+    pub enabled: Option<Value>,
+    /// TCP port of the mirror stream, on the heartbeat paths' addresses.
+    pub port: Option<Value>,
+    /// How often the active confirms that the standby's snapshot is current.
+    pub refresh: Option<Value>,
+    /// A snapshot not confirmed for this long is not used.
+    pub max_age: Option<Value>,
+    /// Interval of the iptables change check.
+    pub iptables_check: Option<Value>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[mirror]` keys.
+pub const MIRROR_KEYS: &str = "enabled, port, refresh, max_age, iptables_check";
 
 /// `[announce]` keys.
 pub const ANNOUNCE_KEYS: &str = "count, interval, repeat_after";

@@ -1032,6 +1032,28 @@ fn bus_ca_file_is_for_amqps_and_must_hold_certificates() {
 }
 
 #[test]
+fn mirror_is_on_by_default_and_its_age_bound_checked() {
+    let c = Fixture::new(&example()).load().unwrap().config;
+    let m = c.mirror.unwrap();
+    assert_eq!((m.port, m.max_age), (7791, Duration::from_secs(10)));
+    assert!(crate::config::render_plan(&c).contains("mirror: TCP port 7791"));
+    let f = with("max_age = \"10s\"", "max_age = \"1s\"");
+    let e = one_error(&f);
+    assert!(
+        e.contains(
+            "`mirror.max_age` is \"1s\" (expected at least timers.deadtime + mirror.refresh"
+        ),
+        "{e}"
+    );
+    let f = with("enabled = true\n# TCP port", "enabled = false\n# TCP port");
+    let c = f.load().unwrap().config;
+    assert_eq!(c.mirror, None);
+    assert!(crate::config::render_plan(&c).contains("mirror: off"));
+    let f = with("port = 7791", "port = 0");
+    assert!(one_error(&f).contains("`mirror.port` is 0 (expected an integer in 1..=65535)"));
+}
+
+#[test]
 fn bus_password_comes_from_a_private_file_or_the_environment() {
     let f = Fixture::new(
         &example()

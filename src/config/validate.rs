@@ -16,8 +16,8 @@ use super::error::ConfigError;
 use super::raw::{self, RawConfig, Unknown};
 use super::source::Origins;
 use super::{
-    Announce, Bus, Config, Daemon, Failover, HeartbeatPath, Node, PathKind, Probes, Vip, duration,
-    keyfile, nova,
+    Announce, Bus, Config, Daemon, Failover, HeartbeatPath, Mirror, Node, PathKind, Probes, Vip,
+    duration, keyfile, nova,
 };
 use crate::cluster::{NodeId, Timers};
 
@@ -371,6 +371,7 @@ pub fn validate(
     let announce = check_announce(cx, raw.announce.unwrap_or_default());
     let probes = check_probes(cx, raw.probes.unwrap_or_default());
     let bus = check_bus(cx, raw.bus.unwrap_or_default(), inputs);
+    let mirror = check_mirror(cx, raw.mirror.unwrap_or_default(), timers.as_ref());
 
     let built = (|| {
         Some(Config {
@@ -390,6 +391,7 @@ pub fn validate(
             announce: announce?,
             probes: probes?,
             bus: bus?,
+            mirror: mirror?,
         })
     })();
     match built {
@@ -451,6 +453,71 @@ fn check_announce(cx: &mut Ctx<'_>, a: raw::RawAnnounce) -> Option<Announce> {
         interval: interval?,
         repeat_after: repeat_after?,
     })
+}
+
+/// Default TCP port of the mirror stream.
+pub const DEFAULT_MIRROR_PORT: u16 = 7791;
+
+fn check_mirror(
+    cx: &mut Ctx<'_>,
+    m: raw::RawMirror,
+    timers: Option<&Timers>,
+) -> Option<Option<Mirror>> {
+    cx.unknown("mirror", &m.unknown, raw::MIRROR_KEYS);
+    let enabled = match present(&m.enabled) {
+        None => Some(true),
+        Some(v) => cx.boolean("mirror.enabled", v),
+    };
+    let port = match present(&m.port) {
+        None => Some(DEFAULT_MIRROR_PORT),
+        Some(v) => cx
+            .int("mirror.port", v, 1, 65535)
+            .and_then(|n| u16::try_from(n).ok()),
+    };
+    let mut positive = |key: &str, v: &Option<Value>, default: Duration| match present(v) {
+        None => Some(default),
+        Some(v) => cx.duration(key, v).filter(|d| {
+            if d.is_zero() {
+                cx.invalid(key, "\"0s\"", "a duration above 0");
+            }
+            !d.is_zero()
+        }),
+    };
+    let refresh = positive("mirror.refresh", &m.refresh, Duration::from_secs(1));
+    // Default: 10 s, or more with long timers (2 x deadtime + refresh).
+    let default_age = match (timers, refresh) {
+        (Some(t), Some(r)) => (t.deadtime * 2 + r).max(Duration::from_secs(10)),
+        _ => Duration::from_secs(10),
+    };
+    let max_age = positive("mirror.max_age", &m.max_age, default_age);
+    let iptables_check = positive(
+        "mirror.iptables_check",
+        &m.iptables_check,
+        Duration::from_millis(20),
+    );
+    // A power-off is seen deadtime after the last heartbeat, and the last confirmation came
+    // up to `refresh` before it: a shorter max_age would refuse every snapshot.
+    if let (Some(r), Some(a), Some(t)) = (refresh, max_age, timers)
+        && a < t.deadtime + r
+    {
+        cx.invalid(
+            "mirror.max_age",
+            format!("\"{a:?}\""),
+            format!(
+                "at least timers.deadtime + mirror.refresh ({:?}): otherwise the snapshot is always stale when the active dies",
+                t.deadtime + r
+            ),
+        );
+    }
+    if !enabled? {
+        return Some(None);
+    }
+    Some(Some(Mirror {
+        port: port?,
+        refresh: refresh?,
+        max_age: max_age?,
+        iptables_check: iptables_check?,
+    }))
 }
 
 fn check_probes(cx: &mut Ctx<'_>, p: raw::RawProbes) -> Option<Probes> {

@@ -5,10 +5,12 @@
 //! and carries out every returned action before the next event. A single timer tracks the
 //! node's deadline. Takeover and release run as tasks so heartbeats keep flowing meanwhile.
 
+mod mirror;
 pub mod net;
 mod status;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -46,6 +48,9 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// The mirror could not listen.
+    #[error("{0}")]
+    Mirror(std::io::Error),
 }
 
 /// Everything that reaches the loop.
@@ -57,9 +62,9 @@ pub(crate) enum Event {
     /// An operator request from the admin socket.
     Admin(AdminRequest, oneshot::Sender<Reply>),
     /// The takeover task finished; on success nova-network runs.
-    TakeoverFinished(
-        Result<(Vec<StepReport>, takeover::nova::NovaChild), (Vec<StepReport>, String)>,
-    ),
+    TakeoverFinished(Box<Result<TakenOver, (Vec<StepReport>, String)>>),
+    /// The mirror's reconcile finished: the floating IPs removed, or why it failed.
+    MirrorReconciled(Result<Vec<ipnet::IpNet>, String>),
     /// The release task finished.
     ReleaseFinished(Result<Vec<StepReport>, (Vec<StepReport>, String)>),
     /// nova-network exited on its own.
@@ -68,6 +73,23 @@ pub(crate) enum Event {
     Bus(BusEvent),
     /// SIGTERM or SIGINT.
     Shutdown,
+}
+
+/// A successful takeover: its steps, the nova-network it started, what the mirror did.
+pub(crate) struct TakenOver {
+    steps: Vec<StepReport>,
+    child: takeover::nova::NovaChild,
+    mirror: MirrorOutcome,
+}
+
+/// What became of the mirror during a takeover.
+pub(crate) enum MirrorOutcome {
+    /// No snapshot was applied (the plain order ran).
+    NotUsed,
+    /// Applied; these floating IPs were added by it.
+    Applied(Vec<ipnet::IpNet>),
+    /// Applying failed; rolled back, then the plain order ran.
+    RolledBack(String),
 }
 
 /// Control of the running nova-network child.
@@ -103,6 +125,8 @@ struct Daemon {
     zombie_reported: bool,
     /// Last queue sample (consumers, messages), for `status`.
     last_sample: Option<(u32, u32)>,
+    /// The warm standby's mirror, unless switched off.
+    mirror: Option<mirror::MirrorRun>,
 }
 
 /// How many recent alerts `status` shows.
@@ -162,6 +186,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         bus_handle = Some(handle);
     }
 
+    let mirror = mirror::MirrorRun::start(&config)
+        .await
+        .map_err(DaemonError::Mirror)?;
     let admin = admin::Server::bind(&config.daemon.admin_socket)?;
     tokio::spawn(admin.serve(events.clone()));
     spawn_signals(events.clone())?;
@@ -220,6 +247,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         queue_probe,
         zombie_reported: false,
         last_sample: None,
+        mirror,
     };
     daemon.feed(Input::Timer).await;
 
@@ -369,7 +397,8 @@ impl Daemon {
                 let answer = self.on_admin(request).await;
                 let _ = reply.send(answer);
             }
-            Event::TakeoverFinished(result) => self.on_takeover_finished(result).await,
+            Event::TakeoverFinished(result) => self.on_takeover_finished(*result).await,
+            Event::MirrorReconciled(result) => self.on_mirror_reconciled(result).await,
             Event::ReleaseFinished(result) => self.on_release_finished(result).await,
             Event::NovaExited { pid, status } => self.on_nova_exit(pid, status).await,
             Event::Bus(e) => self.on_bus(e).await,
@@ -432,12 +461,13 @@ impl Daemon {
             Action::BeginTakeover { reason, fence } => {
                 info!(reason = ?reason, fence = ?fence, "takeover begins");
                 self.transition_started = Some(Instant::now());
+                let snapshot = self.choose_mirror().await;
                 let plan = self.plan.clone();
                 let command = self.config.nova_network_command();
                 let events = self.events.clone();
                 tokio::spawn(async move {
-                    let result = takeover_task(&plan, &command).await;
-                    let _ = events.send(Event::TakeoverFinished(result)).await;
+                    let result = takeover_task(&plan, &command, snapshot).await;
+                    let _ = events.send(Event::TakeoverFinished(Box::new(result))).await;
                 });
             }
             Action::BeginRelease { reason } => {
@@ -445,6 +475,9 @@ impl Daemon {
                 self.transition_started = Some(Instant::now());
                 // Dropping the watcher ends it; nova-network's queue is no longer ours to judge.
                 self.watcher = None;
+                if let Some(m) = &mut self.mirror {
+                    m.stop_publishing();
+                }
                 if let Some(probe) = &mut self.queue_probe {
                     probe.stopped();
                 }
@@ -515,19 +548,95 @@ impl Daemon {
         }
     }
 
-    async fn on_takeover_finished(
-        &mut self,
-        result: Result<(Vec<StepReport>, takeover::nova::NovaChild), (Vec<StepReport>, String)>,
-    ) {
+    /// The held snapshot, if the mirror is on and it may be applied; otherwise `None`, with
+    /// an alert saying why.
+    async fn choose_mirror(&mut self) -> Option<Arc<crate::mirror::Snapshot>> {
+        let status = self.node.status(self.now());
+        let m = self.mirror.as_mut()?;
+        match m.choose(&self.config, &status) {
+            Ok(snapshot) => {
+                info!(summary = %snapshot.summary(), "mirror: applying the held snapshot");
+                Some(snapshot)
+            }
+            Err(why) => {
+                let detail = format!("mirror not used: {why}; plain takeover");
+                m.last_use = Some(detail.clone());
+                warn!(%detail, "mirror");
+                self.mirror_alert(detail).await;
+                None
+            }
+        }
+    }
+
+    async fn mirror_alert(&mut self, detail: String) {
+        Box::pin(self.act(Action::Alert(cluster::Alert {
+            kind: AlertKind::Mirror,
+            peer: None,
+            detail,
+        })))
+        .await;
+    }
+
+    async fn on_mirror_reconciled(&mut self, result: Result<Vec<ipnet::IpNet>, String>) {
+        let detail = match result {
+            Ok(removed) if removed.is_empty() => {
+                "mirror reconciled: nova-network kept every floating IP the mirror added".to_owned()
+            }
+            Ok(removed) => format!(
+                "mirror reconciled: removed {} floating IP(s) nova-network did not keep: {}",
+                removed.len(),
+                removed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Err(e) => format!("mirror reconcile failed: {e}"),
+        };
+        info!(%detail, "mirror");
+        if let Some(m) = &mut self.mirror {
+            m.last_use = Some(detail.clone());
+        }
+        self.mirror_alert(detail).await;
+    }
+
+    async fn on_takeover_finished(&mut self, result: Result<TakenOver, (Vec<StepReport>, String)>) {
         let total = self.elapsed_ms();
         match result {
-            Ok((steps, child)) => {
+            Ok(TakenOver {
+                steps,
+                child,
+                mirror,
+            }) => {
                 log_steps("takeover", &steps, total);
                 self.transition = Some(Transition::new("takeover", &steps, total, None));
                 self.respawns = 0;
                 self.supervise(child);
                 self.start_watcher();
+                let rolled_back = match mirror {
+                    MirrorOutcome::Applied(added) => {
+                        if let Some(m) = &mut self.mirror {
+                            m.last_use = steps
+                                .iter()
+                                .find(|s| s.step == "mirror")
+                                .map(|s| s.detail.clone());
+                            m.pending_reconcile = Some(added);
+                        }
+                        None
+                    }
+                    MirrorOutcome::RolledBack(why) => Some(why),
+                    MirrorOutcome::NotUsed => None,
+                };
+                if let Some(m) = &mut self.mirror {
+                    m.publish(&self.config, &self.plan, self.generation).await;
+                }
                 self.feed(Input::TakeoverDone(Ok(()))).await;
+                if let Some(why) = rolled_back {
+                    if let Some(m) = &mut self.mirror {
+                        m.last_use = Some(why.clone());
+                    }
+                    self.mirror_alert(why).await;
+                }
             }
             Err((steps, step)) => {
                 error!(step = %step, "takeover failed");
@@ -643,6 +752,24 @@ impl Daemon {
             .await;
         }
         let we_hold = self.nova.is_some() && self.node.state() == State::Active;
+        // nova-network consumes: its start-up (init_host) is done, so what it did not put
+        // back of the mirror's state is no longer nova's.
+        if we_hold
+            && consumers > 0
+            && let Some(added) = self
+                .mirror
+                .as_mut()
+                .and_then(|m| m.pending_reconcile.take())
+        {
+            let plan = self.plan.clone();
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                let result = crate::mirror::apply::reconcile(&plan, &added)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = events.send(Event::MirrorReconciled(result)).await;
+            });
+        }
         let status = self.node.status(now);
         let peers_hold = status
             .peers
@@ -770,14 +897,42 @@ fn log_steps(kind: &str, steps: &[StepReport], total: u64) {
     info!(transition = kind, ms = total, steps = %timings.join(" "), "done");
 }
 
-/// The takeover steps, then nova-network: what `BeginTakeover` runs.
+/// The takeover steps, the mirror's snapshot if one is given (rolled back if it fails), then
+/// nova-network: what `BeginTakeover` runs.
 async fn takeover_task(
     plan: &Plan,
     command: &[String],
-) -> Result<(Vec<StepReport>, takeover::nova::NovaChild), (Vec<StepReport>, String)> {
+    snapshot: Option<Arc<crate::mirror::Snapshot>>,
+) -> Result<TakenOver, (Vec<StepReport>, String)> {
     let mut steps = takeover::takeover(plan)
         .await
         .map_err(|(steps, e)| (steps, e.to_string()))?;
+    let mut mirror = MirrorOutcome::NotUsed;
+    if let Some(snap) = snapshot {
+        let started = Instant::now();
+        let mut done = crate::mirror::apply::Applied::default();
+        let detail = match crate::mirror::apply::apply(plan, &snap, &mut done).await {
+            Ok(()) => {
+                mirror = MirrorOutcome::Applied(done.floating.clone());
+                done.detail(&snap)
+            }
+            Err(e) => {
+                let undone = crate::mirror::apply::rollback(plan, &done)
+                    .await
+                    .unwrap_or_else(|r| format!("rollback failed too: {r}"));
+                let why = format!("mirror failed ({e}); {undone}; plain takeover");
+                mirror = MirrorOutcome::RolledBack(why.clone());
+                why
+            }
+        };
+        let duration = started.elapsed();
+        info!(step = "mirror", ms = duration.as_millis() as u64, detail = %detail, "step done");
+        steps.push(StepReport {
+            step: "mirror",
+            duration,
+            detail,
+        });
+    }
     let started = Instant::now();
     match takeover::nova::NovaChild::spawn(command) {
         Ok(child) => {
@@ -786,7 +941,11 @@ async fn takeover_task(
                 duration: started.elapsed(),
                 detail: format!("started nova-network pid {}", child.pid()),
             });
-            Ok((steps, child))
+            Ok(TakenOver {
+                steps,
+                child,
+                mirror,
+            })
         }
         Err(e) => Err((steps, format!("nova: {e}"))),
     }

@@ -178,5 +178,6 @@ pub(super) fn render(d: &Daemon) -> Value {
         "last_transition": transition,
         "heartbeats": drops,
         "recent_alerts": d.alerts.iter().collect::<Vec<_>>(),
+        "mirror": d.mirror.as_ref().map(super::mirror::MirrorRun::status),
     })
 }

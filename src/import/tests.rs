@@ -25,6 +25,7 @@ mod shape {
         pub announce: Option<toml::Table>,
         pub probes: Option<toml::Table>,
         pub bus: Option<toml::Table>,
+        pub mirror: Option<toml::Table>,
     }
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]

@@ -38,11 +38,13 @@ pub struct Link {
     pub name: String,
     /// Its kind (`bridge`, `vlan`, `veth`...), when the kernel reports one.
     pub kind: Option<String>,
+    /// The index of the bridge (or bond) it is a port of.
+    pub master: Option<u32>,
 }
 
 /// A handle on the links of this network namespace (one netlink socket).
 pub struct Links {
-    nl: Netlink,
+    pub(crate) nl: Netlink,
 }
 
 impl Links {
@@ -116,10 +118,15 @@ fn link_of(m: &LinkMessage) -> Option<Link> {
         }),
         _ => None,
     });
+    let master = m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Controller(i) => Some(*i),
+        _ => None,
+    });
     Some(Link {
         index: m.header.index,
         name,
         kind,
+        master,
     })
 }
 

@@ -15,7 +15,7 @@ pub mod addrs;
 pub mod announce;
 pub mod firewall;
 pub mod links;
-mod netlink;
+pub(crate) mod netlink;
 pub mod nova;
 pub mod procs;
 
@@ -269,7 +269,7 @@ async fn stop_procs(plan: &Plan) -> Result<String, StepFailure> {
         .join(", "))
 }
 
-async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
+pub(crate) async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
     let deleted = links::Links::open()?
         .delete_matching(&plan.delete_interfaces, &plan.protected_interfaces)
         .await?;
@@ -280,7 +280,7 @@ async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
     })
 }
 
-async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
+pub(crate) async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
     let removed = firewall::remove_chains(&plan.chain_prefix).await?;
     let mut parts = Vec::new();
     for r in &removed {
@@ -335,7 +335,7 @@ async fn del_vips(plan: &Plan) -> Result<String, StepFailure> {
     })
 }
 
-async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
+pub(crate) async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
     let Some(range) = plan.floating_range else {
         return Ok("no floating_range".into());
     };

@@ -46,7 +46,7 @@ pub const TAG_LEN: usize = 32;
 /// Length of a version-1 heartbeat packet, tag included.
 pub const PACKET_LEN: usize = HEADER_LEN + TAG_LEN;
 
-type HmacSha256 = hmac::Hmac<Sha256>;
+pub(crate) type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// Health flags advertised in a heartbeat: each set bit is a local probe that is failing.
 ///
@@ -122,7 +122,7 @@ pub struct Heartbeat {
 /// A MAC keyed exactly as RFC 2104 keys HMAC: a secret longer than the SHA-256 block is hashed
 /// first, then the key is zero-padded to the block. Done here so the infallible `KeyInit::new`
 /// can be used (HMAC accepts any key length; `new_from_slice`'s error cannot happen).
-fn mac(secret: &[u8]) -> HmacSha256 {
+pub(crate) fn mac(secret: &[u8]) -> HmacSha256 {
     let mut block = [0u8; 64];
     if secret.len() <= block.len() {
         block[..secret.len()].copy_from_slice(secret);

@@ -1,0 +1,181 @@
+//! The daemon's side of the warm standby ([`crate::mirror`]): listening for peers' snapshots,
+//! choosing whether the held one may be applied at a takeover, publishing our own while
+//! active, and the reconcile once nova-network consumes. Decisions about *when* stay with the
+//! state machine; this only carries them out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::cluster::{PathId, Status};
+use crate::config::{Config, Mirror};
+use crate::mirror::stream::{self, Producer, Pusher, Sender, Store, Trust};
+use crate::mirror::{Refusal, Snapshot};
+use crate::takeover::Plan;
+
+/// The mirror as the daemon runs it.
+pub(super) struct MirrorRun {
+    settings: Mirror,
+    store: Store,
+    producer: Option<Producer>,
+    pusher: Option<Pusher>,
+    /// Floating IPs the last takeover's mirror added, until nova-network consumes.
+    pub(super) pending_reconcile: Option<Vec<IpNet>>,
+    /// What became of the mirror at the last takeover, for `status`.
+    pub(super) last_use: Option<String>,
+}
+
+impl MirrorRun {
+    /// Listen on this node's heartbeat path addresses; `None` when the mirror is off.
+    pub(super) async fn start(config: &Config) -> std::io::Result<Option<MirrorRun>> {
+        let Some(settings) = config.mirror else {
+            return Ok(None);
+        };
+        let me = config.this_node();
+        let mut listeners = Vec::new();
+        for i in 0..config.paths.len() {
+            if let Some(ip) = me.address(PathId(i as u8)) {
+                let listener = TcpListener::bind(SocketAddr::new(ip, settings.port))
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("mirror: cannot listen on {ip}:{}: {e}", settings.port),
+                        )
+                    })?;
+                listeners.push(listener);
+            }
+        }
+        let store = Store::default();
+        let trust = Trust {
+            cluster: config.cluster_id,
+            peers: config.peers().map(|p| p.id).collect(),
+            keys: config.keyring.clone(),
+        };
+        let idle = (settings.refresh * 3).max(Duration::from_secs(3));
+        tokio::spawn(stream::serve(listeners, trust, store.clone(), idle));
+        info!(port = settings.port, "mirror listening");
+        Ok(Some(MirrorRun {
+            settings,
+            store,
+            producer: None,
+            pusher: None,
+            pending_reconcile: None,
+            last_use: None,
+        }))
+    }
+
+    /// At a takeover: the held snapshot if it may be applied (and it is used up), or why not.
+    pub(super) fn choose(
+        &mut self,
+        config: &Config,
+        status: &Status,
+    ) -> Result<Arc<Snapshot>, Refusal> {
+        let held = self
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or(Refusal::None)?;
+        let peer = status.peers.iter().find(|p| p.id == held.from);
+        let name = config
+            .nodes
+            .iter()
+            .find(|n| n.id == held.from)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| format!("node {}", held.from.0));
+        held.usable(
+            Instant::now(),
+            self.settings.max_age,
+            &name,
+            peer.and_then(|p| p.generation),
+            peer.is_some_and(|p| p.alive && p.state.holds_service()),
+        )?;
+        Ok(held.snapshot)
+    }
+
+    /// Active: take snapshots and push them to every peer.
+    pub(super) async fn publish(&mut self, config: &Config, plan: &Plan, generation: u64) {
+        let fallback = self.settings.refresh;
+        match Producer::spawn(plan.clone(), self.settings.iptables_check, fallback).await {
+            Ok(producer) => {
+                let peers: Vec<Vec<SocketAddr>> = config
+                    .peers()
+                    .map(|p| {
+                        (0..config.paths.len())
+                            .filter_map(|i| p.address(PathId(i as u8)))
+                            .map(|ip| SocketAddr::new(ip, self.settings.port))
+                            .collect()
+                    })
+                    .collect();
+                let me = Sender {
+                    cluster: config.cluster_id,
+                    node: config.this_node().id,
+                    generation,
+                    keys: config.keyring.clone(),
+                };
+                self.pusher = Some(Pusher::spawn(
+                    peers,
+                    me,
+                    producer.published.clone(),
+                    self.settings.refresh,
+                ));
+                info!(check = ?producer.check, "mirror publishing");
+                self.producer = Some(producer);
+            }
+            Err(e) => warn!(error = %e, "mirror: cannot watch for changes; not publishing"),
+        }
+    }
+
+    /// No longer active: stop publishing.
+    pub(super) fn stop_publishing(&mut self) {
+        self.pusher = None;
+        self.producer = None;
+        self.pending_reconcile = None;
+    }
+
+    /// For `status`.
+    pub(super) fn status(&self) -> Value {
+        let now = Instant::now();
+        let held = self
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|h| {
+                json!({
+                    "from": h.from.0,
+                    "generation": h.generation,
+                    "seq": h.seq,
+                    "age_ms": h.age(now).as_millis() as u64,
+                    "bytes": h.bytes,
+                    "summary": h.snapshot.summary(),
+                })
+            });
+        let publishing = self.producer.as_ref().map(|p| {
+            let current = p.published.borrow().clone();
+            json!({
+                "seq": current.as_ref().map(|c| c.seq),
+                "bytes": current.as_ref().map(|c| c.json.len()),
+                "age_ms": current.as_ref().map(|c| now.saturating_duration_since(c.taken).as_millis() as u64),
+                "summary": current.as_ref().map(|c| c.summary.clone()),
+                "iptables_check": format!("{:?}", p.check).to_lowercase(),
+                "peers_connected": self.pusher.as_ref().map(|x| x.connected.load(Ordering::SeqCst)),
+            })
+        });
+        json!({
+            "port": self.settings.port,
+            "max_age_ms": self.settings.max_age.as_millis() as u64,
+            "held": held,
+            "publishing": publishing,
+            "last_takeover": self.last_use,
+        })
+    }
+}

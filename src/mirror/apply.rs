@@ -1,0 +1,230 @@
+//! Putting a [`Snapshot`] in place at takeover, before nova-network starts: bridges with their
+//! ports and gateways, floating IPs, nova's chains in one `iptables-restore --noflush` per
+//! family, one announcement burst, dnsmasq's files. On failure the caller rolls back with
+//! [`rollback`] (the same pattern-scoped clean-up steps as a release, so only what the
+//! configuration names is touched). [`reconcile`] later removes floating IPs nova did not keep.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use rtnetlink::{LinkBridge, LinkUnspec};
+
+use super::snapshot::Snapshot;
+use crate::takeover::netlink::{Netlink, errno};
+use crate::takeover::{Plan, StepFailure, addrs, announce, firewall, links};
+
+/// Why the snapshot could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A netlink socket could not be opened.
+    #[error("netlink: {0}")]
+    Open(std::io::Error),
+    /// A bridge could not be made or set up.
+    #[error("bridge {name}: {source}")]
+    Bridge {
+        /// The bridge or port.
+        name: String,
+        /// The kernel's answer.
+        source: rtnetlink::Error,
+    },
+    /// An address could not be added.
+    #[error(transparent)]
+    Addrs(#[from] addrs::Error),
+    /// iptables-restore refused the chains.
+    #[error(transparent)]
+    Firewall(#[from] firewall::Error),
+    /// The announcement failed.
+    #[error(transparent)]
+    Announce(#[from] announce::Error),
+    /// A file name that is not a plain `nova-*` name inside networks_path.
+    #[error("refusing file name {0:?}")]
+    FileName(String),
+    /// A dnsmasq file could not be written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Floating IPs it added (not those already present).
+    pub floating: Vec<IpNet>,
+    /// Bridges it created.
+    pub bridges: Vec<String>,
+    /// Ports that the snapshot names but this node lacks (not attached).
+    pub missing_ports: Vec<String>,
+    /// Frames of the announcement burst.
+    pub frames: usize,
+    /// Files written into networks_path.
+    pub files: Vec<String>,
+}
+
+impl Applied {
+    /// One line for the step report.
+    pub fn detail(&self, snap: &Snapshot) -> String {
+        let mut s = format!(
+            "mirror applied ({}): {} floating IP(s) added, bridges created [{}], {} frames, {} file(s)",
+            snap.summary(),
+            self.floating.len(),
+            self.bridges.join(" "),
+            self.frames,
+            self.files.len()
+        );
+        if !self.missing_ports.is_empty() {
+            s.push_str(&format!(
+                "; ports not on this node: {}",
+                self.missing_ports.join(" ")
+            ));
+        }
+        s
+    }
+}
+
+/// Apply `snap` on this node. Stops at the first failure, leaving what was done for
+/// [`rollback`]; `done` gets what was applied so far either way.
+pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(), ApplyError> {
+    let nl = Netlink::open().map_err(ApplyError::Open)?;
+    let a = addrs::Addrs::open()?;
+    for b in &snap.bridges {
+        // Only what the configuration lets us delete again may be created.
+        if !links::deletable(&b.name, &plan.delete_interfaces, &plan.protected_interfaces) {
+            continue;
+        }
+        let bridge_err = |name: &str, source| ApplyError::Bridge {
+            name: name.to_owned(),
+            source,
+        };
+        if nl
+            .index(&b.name)
+            .await
+            .map_err(|e| bridge_err(&b.name, e))?
+            .is_none()
+        {
+            match nl
+                .handle
+                .link()
+                .add(LinkBridge::new(&b.name).build())
+                .execute()
+                .await
+            {
+                Ok(()) => done.bridges.push(b.name.clone()),
+                Err(e) if errno(&e) == Some(nix::libc::EEXIST) => {}
+                Err(e) => return Err(bridge_err(&b.name, e)),
+            }
+        }
+        let Some(br) = nl
+            .index(&b.name)
+            .await
+            .map_err(|e| bridge_err(&b.name, e))?
+        else {
+            continue;
+        };
+        nl.handle
+            .link()
+            .set(LinkUnspec::new_with_index(br).up().build())
+            .execute()
+            .await
+            .map_err(|e| bridge_err(&b.name, e))?;
+        for port in &b.ports {
+            match nl.index(port).await.map_err(|e| bridge_err(port, e))? {
+                Some(p) => nl
+                    .handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(p).controller(br).up().build())
+                    .execute()
+                    .await
+                    .map_err(|e| bridge_err(port, e))?,
+                None => done.missing_ports.push(port.clone()),
+            }
+        }
+        for addr in &b.addresses {
+            a.add(&b.name, *addr).await?;
+        }
+    }
+    for f in &snap.floating {
+        if a.add(&snap.public_interface, *f).await? == addrs::Change::Done {
+            done.floating.push(*f);
+        }
+    }
+    for (family, script) in [
+        (firewall::Family::V4, &snap.iptables_v4),
+        (firewall::Family::V6, &snap.iptables_v6),
+    ] {
+        if !script.is_empty() {
+            firewall::restore_noflush(family, script).await?;
+        }
+    }
+    for (iface, list) in snap.addresses() {
+        done.frames += announce::announce(&iface, &list, &plan.announce).await?;
+    }
+    write_files(&plan.networks_path, snap, done)?;
+    Ok(())
+}
+
+fn write_files(dir: &Path, snap: &Snapshot, done: &mut Applied) -> Result<(), ApplyError> {
+    if snap.files.is_empty() {
+        return Ok(());
+    }
+    let err = |path: &Path, source| ApplyError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    for f in &snap.files {
+        if !Snapshot::safe_file_name(&f.name) {
+            return Err(ApplyError::FileName(f.name.clone()));
+        }
+        let path = dir.join(&f.name);
+        let tmp = dir.join(format!(".{}.mirror-tmp", f.name));
+        std::fs::write(&tmp, &f.content).map_err(|e| err(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
+        done.files.push(f.name.clone());
+    }
+    Ok(())
+}
+
+/// Undo a partial or failed [`apply`]: nova's links, chains and floating IPs go (the
+/// release's pattern-scoped steps), and the files it wrote. The VIPs stay.
+pub async fn rollback(plan: &Plan, done: &Applied) -> Result<String, StepFailure> {
+    let links = crate::takeover::delete_links(plan).await?;
+    let chains = crate::takeover::remove_chains(plan).await?;
+    let floating = crate::takeover::del_floating(plan).await?;
+    for name in &done.files {
+        let _ = std::fs::remove_file(plan.networks_path.join(name));
+    }
+    Ok(format!(
+        "rolled back: links {links}; firewall {chains}; floating {floating}; {} file(s) removed",
+        done.files.len()
+    ))
+}
+
+/// Once nova-network has started (it consumes its queue, so its start-up is done): delete the
+/// floating IPs the mirror added that nova's chains no longer DNAT (disassociated after the
+/// snapshot was taken). Returns those deleted.
+pub async fn reconcile(plan: &Plan, added: &[IpNet]) -> Result<Vec<IpNet>, StepFailure> {
+    if added.is_empty() {
+        return Ok(Vec::new());
+    }
+    let save = firewall::save(firewall::Family::V4)
+        .await?
+        .unwrap_or_default();
+    let kept = firewall::dnat_destinations(&save, &plan.chain_prefix);
+    let a = addrs::Addrs::open()?;
+    let mut removed = Vec::new();
+    for f in added {
+        let addr: IpAddr = f.addr();
+        if addr.is_ipv4()
+            && !kept.contains(&addr)
+            && a.del(&plan.public_interface, *f).await? == addrs::Change::Done
+        {
+            removed.push(*f);
+        }
+    }
+    Ok(removed)
+}

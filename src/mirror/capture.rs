@@ -1,0 +1,134 @@
+//! Reading nova's network state on the active node into a [`Snapshot`]: `iptables-save`
+//! (nova's part), the floating IPs and nova's bridges through rtnetlink, and dnsmasq's files
+//! under networks_path. Reads only; acts on the calling thread's network namespace.
+
+use std::path::Path;
+
+use super::snapshot::{Bridge, MirroredFile, Snapshot};
+use crate::takeover::{Plan, addrs, firewall, links};
+
+/// The largest file of networks_path mirrored (a leases file of thousands of VMs is far less).
+const MAX_FILE: u64 = 4 << 20;
+
+/// Why a snapshot could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// iptables could not be read.
+    #[error("iptables: {0}")]
+    Firewall(#[from] firewall::Error),
+    /// Links could not be listed.
+    #[error("links: {0}")]
+    Links(#[from] links::Error),
+    /// Addresses could not be listed.
+    #[error("addresses: {0}")]
+    Addrs(#[from] addrs::Error),
+    /// networks_path could not be read.
+    #[error("{path}: {source}")]
+    Files {
+        /// The directory or file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Whether a networks_path file is dnsmasq state the standby needs: nova's host (`.conf`),
+/// options (`.opts`) and lease (`.leases`) files, never pid files.
+pub fn mirrored_file(name: &str) -> bool {
+    Snapshot::safe_file_name(name)
+        && [".conf", ".opts", ".leases", ".hosts"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
+/// nova's network state as it is now.
+pub async fn capture(plan: &Plan) -> Result<Snapshot, CaptureError> {
+    let mut snap = Snapshot {
+        public_interface: plan.public_interface.clone(),
+        ..Snapshot::default()
+    };
+    if let Some(save) = firewall::save(firewall::Family::V4).await? {
+        snap.iptables_v4 = firewall::nova_part(&save, &plan.chain_prefix);
+    }
+    if let Some(save) = firewall::save(firewall::Family::V6).await? {
+        snap.iptables_v6 = firewall::nova_part(&save, &plan.chain_prefix);
+    }
+    let a = addrs::Addrs::open()?;
+    if let Some(range) = plan.floating_range {
+        snap.floating = a.list_in(&plan.public_interface, range).await?;
+    }
+    let all = links::Links::open()?.list().await?;
+    for l in &all {
+        if l.kind.as_deref() != Some("bridge")
+            || !links::deletable(&l.name, &plan.delete_interfaces, &plan.protected_interfaces)
+        {
+            continue;
+        }
+        let mut ports: Vec<String> = all
+            .iter()
+            .filter(|p| p.master == Some(l.index))
+            .map(|p| p.name.clone())
+            .collect();
+        ports.sort();
+        snap.bridges.push(Bridge {
+            name: l.name.clone(),
+            addresses: a.list(&l.name).await?,
+            ports,
+        });
+    }
+    snap.bridges.sort_by(|x, y| x.name.cmp(&y.name));
+    snap.files = read_files(&plan.networks_path)?;
+    Ok(snap)
+}
+
+fn read_files(dir: &Path) -> Result<Vec<MirroredFile>, CaptureError> {
+    let err = |path: &Path, source| CaptureError::Files {
+        path: path.display().to_string(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err(dir, e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| err(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !mirrored_file(&name) {
+            continue;
+        }
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_file() && m.len() <= MAX_FILE => {}
+            _ => continue,
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(content) => files.push(MirroredFile { name, content }),
+            // Removed meanwhile, or not text: not nova's dnsmasq state.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData
+                ) => {}
+            Err(e) => return Err(err(&path, e)),
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// The newest modification time among the mirrored files of `dir` and the directory itself
+/// (a file created or removed changes the directory's): a cheap change check.
+pub fn files_stamp(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        if !mirrored_file(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+            newest = newest.max(t);
+        }
+    }
+    Some(newest)
+}
