@@ -28,6 +28,9 @@ pub(super) struct MirrorRun {
     pusher: Option<Pusher>,
     /// Floating IPs the last takeover's mirror added, until nova-network consumes.
     pub(super) pending_reconcile: Option<Vec<IpNet>>,
+    /// Consumers on nova's queue when our nova-network started (a dead peer's nova-network
+    /// stays a consumer until the broker notices), and whether the count moved since.
+    pub(super) reconcile_baseline: Option<(u32, bool)>,
     /// What became of the mirror at the last takeover, for `status`.
     pub(super) last_use: Option<String>,
 }
@@ -68,6 +71,7 @@ impl MirrorRun {
             producer: None,
             pusher: None,
             pending_reconcile: None,
+            reconcile_baseline: None,
             last_use: None,
         }))
     }
@@ -134,11 +138,28 @@ impl MirrorRun {
         }
     }
 
+    /// A queue sample while active: the floating IPs to reconcile once our nova-network
+    /// consumes, i.e. the consumer count moved since it started and is above zero (the count
+    /// at start may be a dead peer's consumer the broker has not dropped yet).
+    pub(super) fn reconcile_due(&mut self, consumers: u32) -> Option<Vec<IpNet>> {
+        self.pending_reconcile.as_ref()?;
+        let (baseline, moved) = self.reconcile_baseline.get_or_insert((consumers, false));
+        if consumers != *baseline {
+            *moved = true;
+        }
+        if *moved && consumers > 0 {
+            self.reconcile_baseline = None;
+            return self.pending_reconcile.take();
+        }
+        None
+    }
+
     /// No longer active: stop publishing.
     pub(super) fn stop_publishing(&mut self) {
         self.pusher = None;
         self.producer = None;
         self.pending_reconcile = None;
+        self.reconcile_baseline = None;
     }
 
     /// For `status`.

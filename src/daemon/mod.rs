@@ -621,6 +621,7 @@ impl Daemon {
                                 .find(|s| s.step == "mirror")
                                 .map(|s| s.detail.clone());
                             m.pending_reconcile = Some(added);
+                            m.reconcile_baseline = self.last_sample.map(|(c, _)| (c, false));
                         }
                         None
                     }
@@ -755,11 +756,10 @@ impl Daemon {
         // nova-network consumes: its start-up (init_host) is done, so what it did not put
         // back of the mirror's state is no longer nova's.
         if we_hold
-            && consumers > 0
             && let Some(added) = self
                 .mirror
                 .as_mut()
-                .and_then(|m| m.pending_reconcile.take())
+                .and_then(|m| m.reconcile_due(consumers))
         {
             let plan = self.plan.clone();
             let events = self.events.clone();
