@@ -205,6 +205,9 @@ impl Lab {
     /// The service lives on `holder` alone: VIP, floating IP, dnsmasq and nova's chains there,
     /// none of them on `other`.
     fn assert_held_by(&self, holder: &str, other: &str) {
+        // With the mirror the VM answers before nova-network has started (and started
+        // dnsmasq): wait for it first.
+        self.ha_ok(&["ready", holder, "60"]);
         let (mine, theirs) = (self.addresses(holder), self.addresses(other));
         for addr in ["10.2.3.120/32", "10.2.3.104/32"] {
             assert!(mine.contains(addr), "{addr} not on {holder}:\n{mine}");
@@ -952,4 +955,159 @@ fn lab_mirror_stale_snapshot_is_refused_and_the_plain_takeover_completes() {
     let mut del = vec!["iptables", "-D", "INPUT"];
     del.extend_from_slice(&drop_rule);
     assert!(lab.exec("net2", &del).status.success());
+}
+
+impl Lab {
+    /// `scripts/lab-sweep ARGS` from the router: who answers among many addresses.
+    fn sweep(&self, args: &[&str]) -> serde_json::Value {
+        let script = root().join("scripts/lab-sweep").display().to_string();
+        let mut cmd = vec!["python3", script.as_str()];
+        cmd.extend_from_slice(args);
+        let out = self.exec("router", &cmd);
+        assert!(out.status.success(), "lab-sweep: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The MAC address of `node`'s `iface`.
+    fn mac(&self, node: &str, iface: &str) -> String {
+        let path = format!("/sys/class/net/{iface}/address");
+        text(&self.exec(node, &["cat", &path])).trim().to_owned()
+    }
+}
+
+/// 1,000 floating IPs (the stand-in's database holds them): after an unplanned failover all
+/// answer from the router, and the router's neighbour entries point at the new active for
+/// every one of them.
+#[test]
+fn lab_mirror_a_thousand_floating_ips_answer_after_a_power_off() {
+    let range = "10.2.4.0/22";
+    let Some(lab) = Lab::up(
+        "mirror_thousand",
+        &[
+            "--floating-range",
+            range,
+            "--extra-floating",
+            "1000",
+            // The primary's own start-up binds them one command each: keep the test short.
+            "--command-cost",
+            "0.002",
+        ],
+    ) else {
+        return;
+    };
+    // The router reaches the floating range on its public link (inside the lab only).
+    assert!(
+        lab.exec("router", &["ip", "route", "add", range, "dev", "eth1"])
+            .status
+            .success()
+    );
+    lab.start_pair();
+    until(
+        &lab,
+        "net2 holding a snapshot of 1000 floating IPs",
+        Duration::from_secs(120),
+        || lab.held_summary("net2").starts_with("1000 floating IP(s)"),
+    );
+    let all = ["--ttl", "63", "--range", range, "--count", "1000"];
+    let before = lab.sweep(&all);
+    assert_eq!(before["answered"], 1000, "{before}");
+    // Past the neighbour locktime (1 s), so the announcements may replace the entries.
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.lab_ok(&["poweroff", "net1"]);
+    lab.wait("net2", "active", BOUND);
+    let after = lab.sweep(&all);
+    assert_eq!(after["answered"], 1000, "{after}\n{}", lab.log("net2"));
+    let mac = lab.mac("net2", "eth1");
+    let neigh = text(&lab.exec("router", &["ip", "neigh", "show", "dev", "eth1"]));
+    let mut hosts = range.parse::<ipnet::Ipv4Net>().unwrap().hosts();
+    let wrong: Vec<String> = (0..1000)
+        .filter_map(|_| hosts.next())
+        .filter(|ip| {
+            !neigh
+                .lines()
+                .any(|l| l.starts_with(&format!("{ip} ")) && l.contains(&format!("lladdr {mac}")))
+        })
+        .map(|ip| ip.to_string())
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} neighbour entries do not point at net2 ({mac}): {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+}
+
+/// Planned switchover with the mirror: the old active releases, the new one applies the
+/// mirror, and no address is ever answered for by both: after the new active's first
+/// gratuitous ARP for an address, no ARP frame from the old active's MAC claims it (captured
+/// on the router's public link).
+#[test]
+fn lab_mirror_planned_switchover_never_holds_an_address_twice() {
+    let Some(lab) = Lab::up("mirror_planned", &[]) else {
+        return;
+    };
+    lab.start_pair();
+    until(&lab, "net2 holding a snapshot", BOUND, || {
+        !lab.held_summary("net2").is_empty()
+    });
+    let capture = lab.dir().join("arp.jsonl");
+    let script = root().join("scripts/lab-arpwatch");
+    let ns = format!("{}-router", lab.prefix);
+    let mut watch = Command::new("ip")
+        .args(["netns", "exec", &ns, "python3"])
+        .arg(&script)
+        .args(["--duration", "60", "--out"])
+        .arg(&capture)
+        .arg("eth1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The prober keeps the router asking for the addresses while they move; a flushed
+    // neighbour cache makes net1 answer for them, on the capture, before the switchover.
+    lab.lab_ok(&["probe", "start"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        lab.exec("router", &["ip", "neigh", "flush", "dev", "eth1"])
+            .status
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    lab.ha_ok(&["takeover", "net2"]);
+    lab.wait("net2", "active", BOUND);
+    lab.wait_vm_answers(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    lab.lab_ok(&["probe", "stop"]);
+    let _ = Command::new("kill").arg(watch.id().to_string()).status();
+    let _ = watch.wait();
+    let (old, new) = (lab.mac("net1", "eth1"), lab.mac("net2", "eth1"));
+    let frames: Vec<serde_json::Value> = std::fs::read_to_string(&capture)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let status = lab.status_json("net2");
+    let steps = status["last_transition"]["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| s["step"] == "mirror"), "{status}");
+    for addr in ["10.2.3.120", "10.2.3.104"] {
+        let first_new = frames
+            .iter()
+            .position(|f| f["mac"] == new.as_str() && f["ip"] == addr && f["target"] == addr)
+            .unwrap_or_else(|| panic!("no gratuitous ARP for {addr} from net2 ({new})"));
+        // The capture does see net1 answer for the address (before the switchover).
+        assert!(
+            frames[..first_new]
+                .iter()
+                .any(|f| f["mac"] == old.as_str() && f["ip"] == addr && f["op"] == "reply"),
+            "no reply from net1 ({old}) for {addr} before the switchover: {frames:?}"
+        );
+        let late: Vec<&serde_json::Value> = frames[first_new..]
+            .iter()
+            .filter(|f| f["mac"] == old.as_str() && f["ip"] == addr)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "{addr} claimed by net1 after net2's GARP: {late:?}"
+        );
+    }
 }

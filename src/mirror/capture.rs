@@ -55,7 +55,13 @@ pub async fn capture(plan: &Plan) -> Result<Snapshot, CaptureError> {
     }
     let a = addrs::Addrs::open()?;
     if let Some(range) = plan.floating_range {
-        snap.floating = a.list_in(&plan.public_interface, range).await?;
+        // A VIP inside the floating range is ours, not nova's.
+        snap.floating = a
+            .list_in(&plan.public_interface, range)
+            .await?
+            .into_iter()
+            .filter(|f| !plan.vips.iter().any(|v| v.address.addr() == f.addr()))
+            .collect();
     }
     let all = links::Links::open()?.list().await?;
     for l in &all {

@@ -148,6 +148,11 @@ fn round(mac: MacAddr, addrs: &[IpAddr], router: bool) -> Vec<Vec<u8>> {
     frames
 }
 
+/// Frames sent back to back before a [`PACE_PAUSE`].
+const PACE_EVERY: usize = 256;
+/// Pause that lets receivers drain a large burst.
+const PACE_PAUSE: Duration = Duration::from_micros(500);
+
 /// Send `count` rounds for `addrs` on `iface`, `interval` apart (blocking). Returns frames sent.
 fn burst_blocking(
     iface: &str,
@@ -196,6 +201,11 @@ fn burst_blocking(
                 break 'rounds;
             }
             sent += 1;
+            // A burst for thousands of floating IPs would overflow the receivers' input
+            // queues (netdev_max_backlog, 1000 frames): let them drain now and then.
+            if sent % PACE_EVERY == 0 {
+                std::thread::sleep(PACE_PAUSE);
+            }
         }
     }
     // Closing a packet socket waits for an RCU grace period in the kernel (about 10 ms,
