@@ -15,8 +15,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 ORDER = ["A-4", "A-3", "A-2", "B-4", "B-3", "B-2", "C", "D", "D+", "E", "F"]
+FLOOR_MS = 10.0  # the prober's interval: a shorter outage loses no probe
 COLOR = {"A": "#b0b0b0", "B": "#7f7f7f", "C": "#9ecae1", "D": "#4292c6", "D+": "#08519c",
          "E": "#fdae6b", "F": "#e6550d"}
 
@@ -49,10 +51,10 @@ def main():
                 m = num(r[target + "_median_ms"])
                 if m is None:
                     continue
-                m = max(m, 1.0)  # log scale: a 0 ms outage drawn at 1 ms
+                m = max(m, FLOOR_MS)  # log scale: no lost probe (< 10 ms) drawn at 10 ms
                 xs.append(i + (j - 0.5) * 0.38)
                 meds.append(m / 1000)
-                lo.append((m - max(num(r[target + "_min_ms"]) or 0, 1.0)) / 1000)
+                lo.append((m - max(num(r[target + "_min_ms"]) or 0, FLOOR_MS)) / 1000)
                 hi.append(((num(r[target + "_max_ms"]) or m) - m) / 1000)
                 colors.append(COLOR["D+" if c == "D+" else c[0]])
             ax.bar(xs, meds, width=0.36, color=colors, yerr=[lo, hi], capsize=2,
@@ -61,7 +63,9 @@ def main():
         ax.set_xticks(range(len(cfgs)))
         ax.set_xticklabels(cfgs)
         ax.set_yscale("log")
-        ax.set_ylabel("disconnection, s (median; bars min-max)")
+        ax.set_ylim(FLOOR_MS / 1000 * 0.8, 100)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: "%g" % v))
+        ax.set_ylabel("disconnection, s (median; bars min-max; 0.01 = none seen)")
         ax.set_title("%s (%s)" % (fail, "power-off" if fail == "unplanned" else "HA daemon stopped"))
         ax.grid(axis="y", which="both", alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)

@@ -142,10 +142,15 @@ def main():
         o, t = med(ours, kind, target), med(theirs, kind, target)
         if o is None or t is None:
             return None
-        r = t / o if o > 0 else float("inf")
+        if o <= 0 or t <= 0:  # no probe lost: under the prober's 10 ms
+            r = None
+            verdict = "both under 10 ms" if o <= 0 and t <= 0 else (
+                "ours under 10 ms" if o <= 0 else "theirs under 10 ms (ours longer)")
+        else:
+            r = t / o
+            verdict = ("%.1fx shorter" % r) if r >= 1 else ("%.2fx (ours longer)" % r)
         ratio_lines.append("%s %s: ours %s %s ms vs %s %s ms: %s" % (
-            kind, target.upper(), ours, fmt(o), theirs, fmt(t),
-            ("%.1fx shorter" % r) if r >= 1 else ("%.2fx (ours longer)" % r)))
+            kind, target.upper(), ours, fmt(o), theirs, fmt(t), verdict))
         return r
 
     for kind in FAILURES:
