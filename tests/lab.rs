@@ -138,6 +138,12 @@ impl Lab {
         );
     }
 
+    /// The whole log of `node`'s daemon, for assertions on what it logged.
+    fn full_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir().join(format!("{node}.log"))).unwrap_or_default()
+    }
+
+    /// The last 60 lines of `node`'s daemon log, for failure messages.
     fn log(&self, node: &str) -> String {
         let text =
             std::fs::read_to_string(self.dir().join(format!("{node}.log"))).unwrap_or_default();
@@ -153,6 +159,8 @@ impl Lab {
         self.ha_ok(&["start", "net2"]);
         self.wait("net2", "standby", Duration::from_secs(30));
         self.wait_vm_answers(Duration::from_secs(30));
+        // nova-network on net1 has finished its start-up and consumes its queue.
+        self.ha_ok(&["ready", "net1", "60"]);
     }
 
     /// Pings the VM through its floating IP from the router until the VM itself answers
@@ -314,7 +322,7 @@ fn lab_power_off_backlog_waits_in_the_queue_for_the_new_active() {
     eprintln!("rpc: {report}");
     // The dead server's consumer stays on the queue until the broker's AMQP heartbeats give
     // up on it: the queue witness reports it as a zombie nova-network.
-    let log = lab.log("net2");
+    let log = lab.full_log("net2");
     assert!(
         log.contains("zombie nova-network"),
         "no zombie report:\n{log}"
@@ -493,7 +501,7 @@ fn no_failover_when_a_heartbeat_link_goes_down(test: &str, setup: &[&str]) {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(lab.state("net1"), "active");
     assert_eq!(lab.state("net2"), "standby");
-    let log = lab.log("net2");
+    let log = lab.full_log("net2");
     assert!(log.contains("path_down"), "no path_down alert:\n{log}");
     assert!(!log.contains("peer_lost"), "peer declared lost:\n{log}");
     lab.assert_held_by("net1", "net2");
@@ -507,7 +515,10 @@ fn lab_a_floating_ip_associated_while_active_is_announced() {
         return;
     };
     lab.start_pair();
-    let before = lab.log("net1").matches("announced new addresses").count();
+    let before = lab
+        .full_log("net1")
+        .matches("announced new addresses")
+        .count();
     lab.ha_ok(&[
         "rpc",
         "associate_floating_ip",
@@ -524,7 +535,7 @@ fn lab_a_floating_ip_associated_while_active_is_announced() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let log = lab.log("net1");
+    let log = lab.full_log("net1");
     assert!(
         log.matches("announced new addresses").count() > before,
         "the new floating IP was not announced:\n{log}"
@@ -628,7 +639,7 @@ fn lab_nova_network_never_consuming_fails_over() {
     lab.wait("net1", "active", Duration::from_secs(30));
     lab.ha_ok(&["start", "net2"]);
     lab.wait("net2", "active", Duration::from_secs(20));
-    let log = lab.log("net1");
+    let log = lab.full_log("net1");
     assert!(log.contains("no consumer"), "no queue verdict:\n{log}");
     lab.wait_vm_answers(Duration::from_secs(30));
     lab.assert_held_by("net2", "net1");
@@ -642,7 +653,7 @@ fn lab_broker_outage_no_failover() {
         return;
     };
     lab.start_pair();
-    let before = lab.log("net1").matches("state_changed").count();
+    let before = lab.full_log("net1").matches("state_changed").count();
     lab.lab_ok(&["broker", "stop"]);
     std::thread::sleep(Duration::from_secs(12));
     assert_eq!(lab.state("net1"), "active");
@@ -652,7 +663,7 @@ fn lab_broker_outage_no_failover() {
     std::thread::sleep(Duration::from_secs(13));
     assert_eq!(lab.state("net1"), "active");
     assert_eq!(lab.state("net2"), "standby");
-    let log = lab.log("net1");
+    let log = lab.full_log("net1");
     assert_eq!(
         log.matches("state_changed").count(),
         before,
