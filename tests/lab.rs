@@ -999,9 +999,12 @@ fn lab_mirror_a_thousand_floating_ips_answer_after_a_power_off() {
             range,
             "--extra-floating",
             "1000",
-            // The primary's own start-up binds them one command each: keep the test short.
+            // The primary's own start-up binds them one command each: keep the test short,
+            // and give nova-network's consumer more than that start-up (as an operator would).
             "--command-cost",
             "0.002",
+            "--consumer-grace",
+            "60s",
         ],
     ) else {
         return;
