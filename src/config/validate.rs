@@ -174,6 +174,24 @@ impl Ctx<'_> {
         b
     }
 
+    /// An optional duration above zero: `default` when absent.
+    fn positive_duration(
+        &mut self,
+        key: &str,
+        v: &Option<Value>,
+        default: Duration,
+    ) -> Option<Duration> {
+        match present(v) {
+            None => Some(default),
+            Some(v) => self.duration(key, v).filter(|d| {
+                if d.is_zero() {
+                    self.invalid(key, "\"0s\"", "a duration above 0");
+                }
+                !d.is_zero()
+            }),
+        }
+    }
+
     fn duration(&mut self, key: &str, v: &Value) -> Option<Duration> {
         let expected = "a duration like 250ms, 4s or 1m";
         match &v.kind {
@@ -474,15 +492,8 @@ fn check_mirror(
             .int("mirror.port", v, 1, 65535)
             .and_then(|n| u16::try_from(n).ok()),
     };
-    let mut positive = |key: &str, v: &Option<Value>, default: Duration| match present(v) {
-        None => Some(default),
-        Some(v) => cx.duration(key, v).filter(|d| {
-            if d.is_zero() {
-                cx.invalid(key, "\"0s\"", "a duration above 0");
-            }
-            !d.is_zero()
-        }),
-    };
+    let mut positive =
+        |key: &str, v: &Option<Value>, default: Duration| cx.positive_duration(key, v, default);
     let refresh = positive("mirror.refresh", &m.refresh, Duration::from_secs(1));
     // Default: 10 s, or more with long timers (2 x deadtime + refresh).
     let default_age = match (timers, refresh) {
@@ -698,15 +709,8 @@ fn check_bus(cx: &mut Ctx<'_>, b: raw::RawBus, inputs: &Inputs<'_>) -> Option<Op
         None => Some("nova-network-ha".to_owned()),
         Some(v) => cx.string("bus.exchange", v, "an exchange name"),
     };
-    let mut duration = |key: &str, v: &Option<Value>, default: Duration| match present(v) {
-        None => Some(default),
-        Some(v) => cx.duration(key, v).filter(|d| {
-            if d.is_zero() {
-                cx.invalid(key, "\"0s\"", "a duration above 0");
-            }
-            !d.is_zero()
-        }),
-    };
+    let mut duration =
+        |key: &str, v: &Option<Value>, default: Duration| cx.positive_duration(key, v, default);
     let queue_interval = duration(
         "bus.queue_interval",
         &b.queue_interval,

@@ -88,12 +88,7 @@ pub fn removal_script(save: &str, prefix: &str) -> Option<(String, Vec<String>, 
     let mut all_chains = Vec::new();
     let mut all_jumps = 0;
     for table in parse(save) {
-        let ours: BTreeSet<&str> = table
-            .chains
-            .iter()
-            .map(String::as_str)
-            .filter(|c| c.starts_with(prefix))
-            .collect();
+        let ours = table.chains_with(prefix);
         if ours.is_empty() {
             continue;
         }
@@ -132,12 +127,7 @@ pub fn removal_script(save: &str, prefix: &str) -> Option<(String, Vec<String>, 
 pub fn nova_part(save: &str, prefix: &str) -> String {
     let mut script = String::new();
     for table in parse(save) {
-        let ours: BTreeSet<&str> = table
-            .chains
-            .iter()
-            .map(String::as_str)
-            .filter(|c| c.starts_with(prefix))
-            .collect();
+        let ours = table.chains_with(prefix);
         if ours.is_empty() {
             continue;
         }
@@ -230,6 +220,17 @@ struct Table {
     chains: Vec<String>,
     /// (chain, rule spec after `-A CHAIN `).
     rules: Vec<(String, String)>,
+}
+
+impl Table {
+    /// The table's chains named `prefix*`.
+    fn chains_with(&self, prefix: &str) -> BTreeSet<&str> {
+        self.chains
+            .iter()
+            .map(String::as_str)
+            .filter(|c| c.starts_with(prefix))
+            .collect()
+    }
 }
 
 fn parse(save: &str) -> Vec<Table> {
