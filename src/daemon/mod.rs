@@ -127,6 +127,8 @@ struct Daemon {
     last_sample: Option<(u32, u32)>,
     /// The warm standby's mirror, unless switched off.
     mirror: Option<mirror::MirrorRun>,
+    /// Held while a release's tidy half (links, chains) runs after the peer was told.
+    tidy: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How many recent alerts `status` shows.
@@ -248,6 +250,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         zombie_reported: false,
         last_sample: None,
         mirror,
+        tidy: Arc::default(),
     };
     daemon.feed(Input::Timer).await;
 
@@ -273,6 +276,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             },
         }
     }
+    // The tidy half of the last release finishes before the process ends.
+    let _tidied = daemon.tidy.lock().await;
     info!("stopped");
     Ok(())
 }
@@ -465,7 +470,10 @@ impl Daemon {
                 let plan = self.plan.clone();
                 let command = self.config.nova_network_command();
                 let events = self.events.clone();
+                let tidy = self.tidy.clone();
                 tokio::spawn(async move {
+                    // A release's tidy half still running here finishes first.
+                    let _tidied = tidy.lock().await;
                     let result = takeover_task(&plan, &command, snapshot).await;
                     let _ = events.send(Event::TakeoverFinished(Box::new(result))).await;
                 });
@@ -485,9 +493,13 @@ impl Daemon {
                 let nova = self.nova.take();
                 let grace = self.config.daemon.nova_stop_grace;
                 let events = self.events.clone();
+                let tidy = self.tidy.clone();
                 tokio::spawn(async move {
+                    // Held until the tidy half is done: a takeover here waits for it.
+                    let _tidying = tidy.lock_owned().await;
                     let result = release_task(&plan, nova, grace).await;
                     let _ = events.send(Event::ReleaseFinished(result)).await;
+                    tidy_task(&plan).await;
                 });
             }
             Action::Alert(alert) => {
@@ -951,7 +963,17 @@ async fn takeover_task(
     }
 }
 
-/// nova-network stopped, then the release steps: what `BeginRelease` runs.
+/// The second half of a release (links, chains), after the peer was told; logged only.
+async fn tidy_task(plan: &Plan) {
+    let started = Instant::now();
+    match takeover::release_tidy(plan).await {
+        Ok(steps) => log_steps("release-tidy", &steps, started.elapsed().as_millis() as u64),
+        Err((_, e)) => warn!(error = %e, "release tidy failed; the next takeover cleans up"),
+    }
+}
+
+/// nova-network stopped, then the first half of the release (no service address left
+/// here): what `BeginRelease` runs before the peer is told.
 async fn release_task(
     plan: &Plan,
     nova: Option<NovaHandle>,
@@ -970,7 +992,7 @@ async fn release_task(
             detail: format!("stopped nova-network pid {} (grace {grace:?})", handle.pid),
         });
     }
-    match takeover::release(plan).await {
+    match takeover::release_addresses(plan).await {
         Ok(more) => {
             steps.extend(more);
             Ok(steps)

@@ -78,7 +78,12 @@ pub async fn capture(plan: &Plan) -> Result<Snapshot, CaptureError> {
         ports.sort();
         snap.bridges.push(Bridge {
             name: l.name.clone(),
-            addresses: a.list(&l.name).await?,
+            addresses: a
+                .list(&l.name)
+                .await?
+                .into_iter()
+                .filter(|x| !addrs::is_link_local(x.addr()))
+                .collect(),
             ports,
         });
     }

@@ -810,6 +810,46 @@ fn takeover_then_release_leaves_the_server_clean() {
         !has_nova_chain(&v4) && v4.contains("192.168.122.0/24"),
         "{v4}"
     );
+
+    // The daemon's release in two halves: first no service address is left (the peer may
+    // take over), the bridge and chains stay; then they go. Each half twice.
+    ns.sh("ip addr replace 10.2.3.120/32 dev eth1");
+    let ours = nova_state(&ns, &dnsmasq, &networks);
+    let (first, again) = ns.run(|| async {
+        (
+            release_addresses(&plan).await.unwrap(),
+            release_addresses(&plan).await.unwrap(),
+        )
+    });
+    show("release addresses", &first);
+    let steps: Vec<&str> = first.iter().map(|r| r.step).collect();
+    assert_eq!(steps, vec!["procs", "floating", "vips", "gateways"]);
+    assert_eq!(first[3].detail, "deleted 10.0.0.1/24 dev br100");
+    assert!(
+        again.iter().all(|r| r.detail == "nothing to do"),
+        "{again:?}"
+    );
+    assert!(!running(ours));
+    let all = ns.sh("ip -o addr show");
+    assert!(
+        !all.contains("10.2.3.120") && !all.contains("10.2.3.104") && !all.contains("10.0.0.1"),
+        "{all}"
+    );
+    assert!(ns.sh("ip -o link show").contains("br100"));
+    assert!(has_nova_chain(&ns.sh("iptables-save")));
+    let (tidy, again) = ns.run(|| async {
+        (
+            release_tidy(&plan).await.unwrap(),
+            release_tidy(&plan).await.unwrap(),
+        )
+    });
+    show("release tidy", &tidy);
+    assert!(
+        again.iter().all(|r| r.detail == "nothing to do"),
+        "{again:?}"
+    );
+    assert!(!ns.sh("ip -o link show").contains("br100"));
+    assert!(!has_nova_chain(&ns.sh("iptables-save")));
 }
 
 #[test]
