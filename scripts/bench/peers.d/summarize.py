@@ -2,7 +2,7 @@
 """The peers benchmark's table, CSV, Markdown, ratios and targets (stdlib only).
 
   summarize.py --raw bench-results/peers-raw.jsonl --out bench-results [--heartbeat V]
-               [--keepalived V] [--ours V]
+               [--keepalived V] [--ours "nova-network-ha V"] [--when "YYYY-MM-DD HH:MM"]
 
 Reads one JSON line per run (scripts/bench/peers: config, kind = unplanned|planned, run,
 vip_ms, vm_ms (null when the outage was open at an edge of the probe window), rpc_lost,
@@ -72,7 +72,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--heartbeat", default="?")
     ap.add_argument("--keepalived", default="?")
-    ap.add_argument("--ours", default="?")
+    ap.add_argument("--ours", default="nova-network-ha ?", help="`nova-network-ha --version`")
+    ap.add_argument("--when", help="the run's date (default now), YYYY-MM-DD HH:MM")
     a = ap.parse_args()
     rows = [json.loads(line) for line in open(a.raw) if line.strip()]
 
@@ -92,8 +93,8 @@ def main():
                 "rpc_gap": stats([r.get("rpc_gap_s") for r in rs]),
             }
 
-    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    head = ("heartbeat %s, keepalived %s and nova-network-ha %s in the lab (scripts/bench/peers), "
+    when = a.when or datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    head = ("heartbeat %s, keepalived %s and %s in the lab (scripts/bench/peers), "
             "%s, %s; stand-in nova-network start-up 2 s + 50 ms/command everywhere; "
             "disconnection as the router's prober saw it (one probe every 10 ms)"
             % (a.heartbeat, a.keepalived, a.ours, when, machine()))
