@@ -1,6 +1,6 @@
 //! Putting a [`Snapshot`] in place at takeover, before nova-network starts: bridges with their
-//! ports and gateways, floating IPs, nova's chains in one `iptables-restore --noflush` per
-//! family, one announcement burst, dnsmasq's files. On failure the caller rolls back with
+//! ports and gateways, nova's chains in one `iptables-restore --noflush` per family, floating
+//! IPs, one announcement burst, dnsmasq's files. On failure the caller rolls back with
 //! [`rollback`] (the same pattern-scoped clean-up steps as a release, so only what the
 //! configuration names is touched). [`reconcile`] later removes floating IPs nova did not keep.
 
@@ -147,17 +147,20 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
             a.add(&b.name, *addr).await?;
         }
     }
-    for f in &snap.floating {
-        if a.add(&snap.public_interface, *f).await? == addrs::Change::Done {
-            done.floating.push(*f);
-        }
-    }
+    // nova's chains before the floating IPs: a packet for a floating IP that is already
+    // local but not yet DNATed would be answered here and its conntrack entry (no NAT) would
+    // keep that flow from ever reaching the VM.
     for (family, script) in [
         (firewall::Family::V4, &snap.iptables_v4),
         (firewall::Family::V6, &snap.iptables_v6),
     ] {
         if !script.is_empty() {
             firewall::restore_noflush(family, script).await?;
+        }
+    }
+    for f in &snap.floating {
+        if a.add(&snap.public_interface, *f).await? == addrs::Change::Done {
+            done.floating.push(*f);
         }
     }
     for (iface, list) in snap.addresses() {
