@@ -429,3 +429,48 @@ async fn push_to(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(generation: u64, confirmed: Instant) -> Held {
+        Held {
+            from: NodeId(1),
+            generation,
+            seq: 3,
+            snapshot: Arc::new(Snapshot::default()),
+            bytes: 10,
+            confirmed,
+        }
+    }
+
+    #[test]
+    fn a_held_snapshot_is_used_only_fresh_current_and_with_the_peer_not_holding() {
+        let now = Instant::now();
+        let max = Duration::from_secs(10);
+        let h = held(5, now - Duration::from_secs(2));
+        assert_eq!(h.usable(now, max, "net1", Some(5), false), Ok(()));
+        assert_eq!(h.usable(now, max, "net1", None, false), Ok(()));
+        assert_eq!(
+            h.usable(now, max, "net1", Some(5), true),
+            Err(Refusal::PeerActive("net1".into()))
+        );
+        assert_eq!(
+            h.usable(now, max, "net1", Some(6), false),
+            Err(Refusal::OlderGeneration {
+                peer: "net1".into(),
+                held: 5,
+                now: 6
+            })
+        );
+        let old = held(5, now - Duration::from_secs(11));
+        assert_eq!(
+            old.usable(now, max, "net1", Some(5), false),
+            Err(Refusal::Stale {
+                age: Duration::from_secs(11),
+                max
+            })
+        );
+    }
+}

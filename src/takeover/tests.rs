@@ -885,3 +885,101 @@ fn failing_step_is_retried_then_named() {
         "step addrs failed after 3 attempt(s): interface \"eth9\" not found"
     );
 }
+
+/// The warm standby's mirror on one namespace: capture nova's state, release it, apply the
+/// snapshot (everything back as it was, announced, dnsmasq's file restored); then a snapshot
+/// whose chains iptables refuses: the apply fails and the rollback leaves nothing of it.
+#[test]
+fn mirror_capture_apply_and_rollback() {
+    use crate::mirror::apply::{Applied, ApplyError, apply, rollback};
+    use crate::mirror::capture::capture;
+    let Some(ns) = Netns::new("mirror_capture_apply_and_rollback") else {
+        return;
+    };
+    if !ns.try_sh("iptables-save").0 {
+        println!("mirror_capture_apply_and_rollback: skipped, no iptables here");
+        return;
+    }
+    veth(&ns, "eth1", "peer1");
+    veth(&ns, "eth2", "peer2");
+    ns.sh("ip addr add 10.2.3.11/24 dev eth1");
+    let dir = tempfile::tempdir().unwrap();
+    let networks = dir.path().join("networks");
+    std::fs::create_dir(&networks).unwrap();
+    let plan = Plan {
+        vips: vec![crate::config::Vip {
+            address: net("10.2.3.120/32"),
+            interface: "eth1".into(),
+        }],
+        public_interface: "eth1".into(),
+        delete_interfaces: vec![glob::Pattern::new("br*").unwrap()],
+        protected_interfaces: vec!["lo".into(), "eth1".into(), "eth2".into()],
+        stop_executables: Vec::new(),
+        networks_path: networks.clone(),
+        floating_range: Some(net("10.2.3.104/29")),
+        chain_prefix: firewall::NOVA_PREFIX.into(),
+        announce: AnnounceSettings {
+            count: 1,
+            interval: Duration::ZERO,
+            repeat_after: None,
+        },
+        retry: RetryPolicy::default(),
+        stop_grace: Duration::from_secs(1),
+    };
+    ns.sh(
+        "ip link add br100 type bridge && ip link set eth2 master br100 \
+         && ip addr add 10.0.0.1/24 dev br100 && ip link set br100 up \
+         && ip addr add 10.2.3.104/32 dev eth1 && ip addr add 10.2.3.120/32 dev eth1",
+    );
+    install_nova_chains(&ns);
+    let hosts = "fa:16:3e:00:00:01,vm1.novalocal,10.0.0.3\n";
+    std::fs::write(networks.join("nova-br100.conf"), hosts).unwrap();
+    std::fs::write(networks.join("nova-br100.pid"), "1\n").unwrap();
+
+    let snap = ns.run(|| async { capture(&plan).await.unwrap() });
+    assert_eq!(
+        snap.floating,
+        vec![net("10.2.3.104/32")],
+        "the VIP is not a floating IP"
+    );
+    assert_eq!(snap.bridges.len(), 1, "{snap:?}");
+    assert_eq!(snap.bridges[0].name, "br100");
+    assert_eq!(snap.bridges[0].addresses, vec![net("10.0.0.1/24")]);
+    assert_eq!(snap.bridges[0].ports, vec!["eth2".to_string()]);
+    assert!(has_nova_chain(&snap.iptables_v4), "{}", snap.iptables_v4);
+    let files: Vec<&str> = snap.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(files, vec!["nova-br100.conf"], "pid files are not mirrored");
+
+    // Gone as after a release (and the file), then back from the snapshot.
+    ns.run(|| async { release(&plan).await.unwrap() });
+    std::fs::remove_file(networks.join("nova-br100.conf")).unwrap();
+    ns.sh("ip addr add 10.2.3.120/32 dev eth1");
+    let mut done = Applied::default();
+    ns.run(|| async { apply(&plan, &snap, &mut done).await.unwrap() });
+    assert_eq!(done.floating, vec![net("10.2.3.104/32")]);
+    assert_eq!(done.bridges, vec!["br100".to_string()]);
+    assert_eq!(done.files, vec!["nova-br100.conf".to_string()]);
+    assert_eq!(
+        done.frames,
+        2 * 2,
+        "one GARP request and reply per address: {done:?}"
+    );
+    let back = ns.run(|| async { capture(&plan).await.unwrap() });
+    assert_eq!(back, snap, "the applied state reads back as the snapshot");
+
+    // A snapshot iptables refuses: the bridge was made before the chains failed; the
+    // rollback removes it and everything else the mirror puts here.
+    ns.run(|| async { release(&plan).await.unwrap() });
+    let mut bad = snap.clone();
+    bad.iptables_v4
+        .push_str("*nat\n-A no-such-chain -j ACCEPT\nCOMMIT\n");
+    let mut done = Applied::default();
+    let err = ns.run(|| async { apply(&plan, &bad, &mut done).await.unwrap_err() });
+    assert!(matches!(err, ApplyError::Firewall(_)), "{err}");
+    assert!(ns.sh("ip -o link show").contains("br100"));
+    let undone = ns.run(|| async { rollback(&plan, &done).await.unwrap() });
+    println!("{undone}");
+    assert!(!ns.sh("ip -o link show").contains("br100"));
+    assert!(!ns.sh("ip -o addr show").contains("10.2.3.104"));
+    assert!(!has_nova_chain(&ns.sh("iptables-save")));
+}
