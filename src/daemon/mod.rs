@@ -574,15 +574,16 @@ impl Daemon {
                 let detail = format!("mirror not used: {why}; plain takeover");
                 m.last_use = Some(detail.clone());
                 warn!(%detail, "mirror");
-                self.mirror_alert(detail).await;
+                self.raise(AlertKind::Mirror, detail).await;
                 None
             }
         }
     }
 
-    async fn mirror_alert(&mut self, detail: String) {
+    /// An alert the daemon raises itself (not the state machine), about no peer.
+    async fn raise(&mut self, kind: AlertKind, detail: String) {
         Box::pin(self.act(Action::Alert(cluster::Alert {
-            kind: AlertKind::Mirror,
+            kind,
             peer: None,
             detail,
         })))
@@ -609,7 +610,7 @@ impl Daemon {
         if let Some(m) = &mut self.mirror {
             m.last_use = Some(detail.clone());
         }
-        self.mirror_alert(detail).await;
+        self.raise(AlertKind::Mirror, detail).await;
     }
 
     async fn on_takeover_finished(&mut self, result: Result<TakenOver, (Vec<StepReport>, String)>) {
@@ -648,7 +649,7 @@ impl Daemon {
                     if let Some(m) = &mut self.mirror {
                         m.last_use = Some(why.clone());
                     }
-                    self.mirror_alert(why).await;
+                    self.raise(AlertKind::Mirror, why).await;
                 }
             }
             Err((steps, step)) => {
@@ -803,12 +804,7 @@ impl Daemon {
                 }
             );
             warn!(%detail, "zombie nova-network");
-            Box::pin(self.act(Action::Alert(cluster::Alert {
-                kind: AlertKind::SplitBrain,
-                peer: None,
-                detail,
-            })))
-            .await;
+            self.raise(AlertKind::SplitBrain, detail).await;
         } else if !zombie {
             self.zombie_reported = false;
         }

@@ -41,18 +41,59 @@ pub fn mirrored_file(name: &str) -> bool {
             .any(|s| name.ends_with(s))
 }
 
+/// Which parts of nova's state to read again (the rest is kept from the last snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// Floating IPs and bridges (rtnetlink).
+    pub net: bool,
+    /// nova's chains (`iptables-save`, the costly part).
+    pub firewall: bool,
+    /// dnsmasq's files.
+    pub files: bool,
+}
+
+impl Parts {
+    /// Everything.
+    pub const ALL: Parts = Parts {
+        net: true,
+        firewall: true,
+        files: true,
+    };
+}
+
 /// nova's network state as it is now.
 pub async fn capture(plan: &Plan) -> Result<Snapshot, CaptureError> {
-    let mut snap = Snapshot {
-        public_interface: plan.public_interface.clone(),
-        ..Snapshot::default()
-    };
-    if let Some(save) = firewall::save(firewall::Family::V4).await? {
-        snap.iptables_v4 = firewall::nova_part(&save, &plan.chain_prefix);
+    let mut snap = Snapshot::default();
+    refresh(plan, &mut snap, Parts::ALL).await?;
+    Ok(snap)
+}
+
+/// Read `parts` of nova's state again into `snap`, leaving the others as they are.
+pub async fn refresh(plan: &Plan, snap: &mut Snapshot, parts: Parts) -> Result<(), CaptureError> {
+    snap.public_interface = plan.public_interface.clone();
+    if parts.firewall {
+        snap.iptables_v4 = match firewall::save(firewall::Family::V4).await? {
+            Some(save) => firewall::nova_part(&save, &plan.chain_prefix),
+            None => String::new(),
+        };
+        snap.iptables_v6 = match firewall::save(firewall::Family::V6).await? {
+            Some(save) => firewall::nova_part(&save, &plan.chain_prefix),
+            None => String::new(),
+        };
     }
-    if let Some(save) = firewall::save(firewall::Family::V6).await? {
-        snap.iptables_v6 = firewall::nova_part(&save, &plan.chain_prefix);
+    if parts.net {
+        read_net(plan, snap).await?;
     }
+    if parts.files {
+        snap.files = read_files(&plan.networks_path)?;
+    }
+    Ok(())
+}
+
+/// The floating IPs and nova's bridges.
+async fn read_net(plan: &Plan, snap: &mut Snapshot) -> Result<(), CaptureError> {
+    snap.floating.clear();
+    snap.bridges.clear();
     let a = addrs::Addrs::open()?;
     if let Some(range) = plan.floating_range {
         // A VIP inside the floating range is ours, not nova's.
@@ -88,8 +129,7 @@ pub async fn capture(plan: &Plan) -> Result<Snapshot, CaptureError> {
         });
     }
     snap.bridges.sort_by(|x, y| x.name.cmp(&y.name));
-    snap.files = read_files(&plan.networks_path)?;
-    Ok(snap)
+    Ok(())
 }
 
 fn read_files(dir: &Path) -> Result<Vec<MirroredFile>, CaptureError> {

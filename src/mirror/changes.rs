@@ -9,7 +9,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols};
 use rtnetlink::{MulticastGroup, new_multicast_connection};
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::capture::Parts;
 
 /// `(NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN`.
 const NFT_GETGEN: u16 = (10 << 8) | 16;
@@ -95,13 +100,41 @@ pub enum IptablesCheck {
     Periodic,
 }
 
-/// Start watching; each `()` on the channel means "something may have changed". Ends when
-/// the receiver is dropped.
+/// What moved since the producer last looked, and its wake-up. The watch ends when this is
+/// dropped.
+pub struct Changes {
+    pending: Arc<Mutex<Parts>>,
+    notify: Arc<Notify>,
+    /// How iptables changes are noticed.
+    pub check: IptablesCheck,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Drop for Changes {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Changes {
+    /// Wait until something moved; then (after `gap`, so a burst is taken as one) which parts.
+    pub async fn next(&self, gap: Duration) -> Parts {
+        self.notify.notified().await;
+        tokio::time::sleep(gap).await;
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Start watching: links and addresses (rtnetlink events) move [`Parts::net`], netfilter's
+/// generation (checked every `interval`) [`Parts::firewall`], dnsmasq's files' mtimes
+/// [`Parts::files`]; without nf_tables, the firewall is read every `fallback`.
 pub async fn watch(
     networks_path: std::path::PathBuf,
     interval: Duration,
     fallback: Duration,
-) -> std::io::Result<(mpsc::Receiver<()>, IptablesCheck)> {
+) -> std::io::Result<Changes> {
     let (conn, _handle, mut events) = new_multicast_connection(&[
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
@@ -113,9 +146,11 @@ pub async fn watch(
     } else {
         IptablesCheck::Periodic
     };
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
-        let conn = tokio::spawn(conn);
+    let pending = Arc::new(Mutex::new(Parts::default()));
+    let notify = Arc::new(Notify::new());
+    let conn = tokio::spawn(conn);
+    let (shared, wake) = (pending.clone(), notify.clone());
+    let task = tokio::spawn(async move {
         let mut last_gen = match &mut generation {
             Some(g) => g.get().await,
             None => None,
@@ -126,30 +161,41 @@ pub async fn watch(
         let mut periodic = tokio::time::interval(fallback);
         periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let changed = tokio::select! {
-                e = events.next() => e.is_some(),
+            let mut moved = Parts::default();
+            tokio::select! {
+                e = events.next() => match e {
+                    Some(_) => moved.net = true,
+                    None => return,
+                },
                 _ = tick.tick() => {
                     let g = match &mut generation {
                         Some(g) => g.get().await,
                         None => None,
                     };
                     let stamp = super::capture::files_stamp(&networks_path);
-                    let moved = g != last_gen || stamp != last_stamp;
+                    moved.firewall = g != last_gen;
+                    moved.files = stamp != last_stamp;
                     last_gen = g;
                     last_stamp = stamp;
-                    moved
                 }
-                _ = periodic.tick(), if generation.is_none() => true,
-                () = tx.closed() => break,
+                _ = periodic.tick(), if generation.is_none() => moved.firewall = true,
             };
-            // A full channel already says "changed": nothing is lost by not sending.
-            if changed && tx.try_send(()).is_err() && tx.is_closed() {
-                break;
+            if moved != Parts::default() {
+                let mut p = shared.lock().unwrap_or_else(|e| e.into_inner());
+                p.net |= moved.net;
+                p.firewall |= moved.firewall;
+                p.files |= moved.files;
+                drop(p);
+                wake.notify_one();
             }
         }
-        conn.abort();
     });
-    Ok((rx, check))
+    Ok(Changes {
+        pending,
+        notify,
+        check,
+        tasks: [conn, task],
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::capture::Parts;
 use super::frame::{self, FrameError, HEADER_LEN, Header, Kind, NONCE_LEN, TAG_LEN};
 use super::snapshot::Snapshot;
 use crate::cluster::NodeId;
@@ -268,16 +269,22 @@ impl Producer {
         iptables_check: Duration,
         fallback: Duration,
     ) -> std::io::Result<Producer> {
-        let (mut changes, check) =
+        let changes =
             super::changes::watch(plan.networks_path.clone(), iptables_check, fallback).await?;
+        let check = changes.check;
         let (tx, published) = watch::channel(None);
         let task = tokio::spawn(async move {
+            let mut snap = Snapshot::default();
             let mut last: Option<Snapshot> = None;
             let mut seq = 0;
+            let mut parts = Parts::ALL;
             loop {
                 let started = Instant::now();
-                match super::capture::capture(&plan).await {
-                    Ok(snap) if last.as_ref() != Some(&snap) => match serde_json::to_vec(&snap) {
+                // Only what moved is read again: an address change costs no iptables-save.
+                let result = super::capture::refresh(&plan, &mut snap, parts).await;
+                let failed = result.is_err();
+                match result {
+                    Ok(()) if last.as_ref() != Some(&snap) => match serde_json::to_vec(&snap) {
                         Ok(json) => {
                             seq += 1;
                             let summary = snap.summary();
@@ -288,18 +295,16 @@ impl Producer {
                                 summary,
                                 taken: Instant::now(),
                             })));
-                            last = Some(snap);
+                            last = Some(snap.clone());
                         }
                         Err(e) => warn!(error = %e, "mirror snapshot not serialised"),
                     },
-                    Ok(_) => {}
+                    Ok(()) => {}
                     Err(e) => warn!(error = %e, "mirror snapshot failed"),
                 }
-                if changes.recv().await.is_none() {
-                    return;
-                }
-                tokio::time::sleep(MIN_GAP).await;
-                while changes.try_recv().is_ok() {}
+                let moved = changes.next(MIN_GAP).await;
+                // After a failure a part may be half read: read everything again.
+                parts = if failed { Parts::ALL } else { moved };
             }
         });
         Ok(Producer {

@@ -230,5 +230,5 @@ pub(crate) fn address_of(m: &AddressMessage) -> Option<IpNet> {
 /// An IPv6 link-local address (fe80::/10): each interface makes its own from its MAC; never
 /// a service address to move.
 pub fn is_link_local(addr: IpAddr) -> bool {
-    matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
+    matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local())
 }
