@@ -10,6 +10,7 @@ handled messages (time, and the seqs around it). Exit 1 if any cast seq was lost
 """
 import argparse
 import collections
+import itertools
 import json
 import sys
 
@@ -83,7 +84,7 @@ def main(argv=None):
     # gap: biggest time between consecutive handlings (by handling time)
     times = sorted((e["time"], s) for s, v in handled.items() for e in v)
     gap = None
-    for (t1, s1), (t2, s2) in zip(times, times[1:]):
+    for (t1, s1), (t2, s2) in itertools.pairwise(times):
         if gap is None or t2 - t1 > gap["seconds"]:
             gap = {"seconds": round(t2 - t1, 4), "after_seq": s1, "before_seq": s2}
     latency = sorted(min(e["time"] for e in v) - cast[s]["time"]

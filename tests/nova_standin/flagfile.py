@@ -33,7 +33,7 @@ class Flags:
             with open(real, encoding="utf-8", errors="replace") as f:
                 lines = f.read().splitlines()
         except OSError as e:
-            raise FlagError("cannot read flagfile %s: %s" % (path, e))
+            raise FlagError("cannot read flagfile %s: %s" % (path, e)) from e
         self.files.append(os.path.abspath(real))
         section = "DEFAULT"
         for lineno, raw in enumerate(lines, 1):
@@ -80,7 +80,7 @@ class Flags:
         try:
             return default if v is None else int(v)
         except ValueError:
-            raise FlagError("flag --%s=%s: expected an integer" % (key, v))
+            raise FlagError("flag --%s=%s: expected an integer" % (key, v)) from None
 
     def get_bool(self, key, default=False):
         v = self.get(key)

@@ -6,7 +6,6 @@ logged with its timing in Runner.log.
 """
 import ipaddress
 import os
-import signal
 import subprocess
 import time
 
@@ -164,7 +163,7 @@ class IptablesManager:
             elif cur is not None:
                 sections[cur].append(line)
         out = []
-        for table, tobj in tables.items():
+        for table in tables:
             if table not in sections:
                 sections[table] = [":%s %s [0:0]" % (c, pol) for c, pol in BUILTIN[table].items()]
                 order.append(table)
@@ -172,9 +171,10 @@ class IptablesManager:
             lines = sections[table]
             tobj = tables.get(table)
             if tobj is not None:
-                kept = [l for l in lines if not self._ours(l, tobj)]
-                decls = [l for l in kept if l.startswith(":")]
-                rules = [l for l in kept if not l.startswith(":") and not l.startswith("#")]
+                kept = [rule for rule in lines if not self._ours(rule, tobj)]
+                decls = [rule for rule in kept if rule.startswith(":")]
+                rules = [rule for rule in kept
+                         if not rule.startswith(":") and not rule.startswith("#")]
                 lines = (decls + tobj.chain_lines() + tobj.rule_lines(top=True) + rules +
                          tobj.rule_lines(top=False))
             out.append("*%s" % table)

@@ -10,7 +10,6 @@ SIGTERM handler and died on it), leaving every piece of network state behind; wi
 --graceful-stop, oslo.messaging's server.stop()/wait() first.
 """
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -340,8 +339,8 @@ def main(argv=None):
             import ackmode
             kw["server_cls"] = ackmode.enable()
         server = oslo_messaging.get_rpc_server(
-            transport, target, make_endpoints(recorder, state, args.handle_delay), executor="threading",
-            access_policy=oslo_messaging.LegacyRPCAccessPolicy, **kw)
+            transport, target, make_endpoints(recorder, state, args.handle_delay),
+            executor="threading", access_policy=oslo_messaging.LegacyRPCAccessPolicy, **kw)
         t_rpc = time.time()
         server.start()
         log("serving RPC", exchange=standin_transport.EXCHANGE, topic=standin_transport.TOPIC,

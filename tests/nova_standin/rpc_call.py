@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One RPC to the stand-in (or a real nova-network): call (waits for the reply) or --cast.
 
-  rpc_call.py --flagfile=nova.conf --host=<shared host> [--cast] [--timeout 10] METHOD [key=value...]
+  rpc_call.py --flagfile=nova.conf --host=<shared host> [--cast] [--timeout 10]
+              METHOD [key=value...]
 e.g. rpc_call.py --flagfile=... --host=lab-network associate_floating_ip \
         floating_address=10.2.3.105 fixed_address=10.0.0.3
 Values are JSON if they parse (numbers, null, true), else strings. Prints the reply as JSON.

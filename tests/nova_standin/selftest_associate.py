@@ -39,8 +39,10 @@ def main():
     st = nova_network.NetworkState(flags, args, runner, flags.get("networks_path"), False)
     st.init_host()
     cmds = [" ".join(c["cmd"]) for c in runner.log]
-    check(not any(c.startswith("ip link add") for c in cmds), "restart on leftover state: no bridge re-created")
-    check(any(c.startswith("kill -HUP") for c in cmds), "restart: running dnsmasq HUPed, not restarted")
+    check(not any(c.startswith("ip link add") for c in cmds),
+          "restart on leftover state: no bridge re-created")
+    check(any(c.startswith("kill -HUP") for c in cmds),
+          "restart: running dnsmasq HUPed, not restarted")
     save = sh("iptables-save")
     check(save.count("-A nova-network-snat -s 10.0.0.0/24 -j SNAT --to-source 10.2.3.120") == 1,
           "restart: SNAT rule present once")
@@ -55,7 +57,8 @@ def main():
           "associate: DNAT OUTPUT")
     check("-A nova-network-float-snat -s 10.0.0.3/32 -j SNAT --to-source 10.2.3.105" in save,
           "associate: float-snat")
-    check("10.2.3.105/32" in sh("ip", "-o", "addr", "show", "dev", "eth1"), "associate: address bound")
+    check("10.2.3.105/32" in sh("ip", "-o", "addr", "show", "dev", "eth1"),
+          "associate: address bound")
     import db as standin_db
     d = standin_db.load(db_path)
     check(any(f["address"] == "10.2.3.105" and f["fixed_address"] == "10.0.0.3"

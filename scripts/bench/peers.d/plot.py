@@ -42,7 +42,7 @@ def main():
             note = first.split("(scripts/bench/peers), ", 1)[1].split(";", 1)[0]
     fails = [f for f in ("unplanned", "planned") if any(r["failure"] == f for r in rows)]
     fig, axes = plt.subplots(1, len(fails), figsize=(6.5 * len(fails), 4.8), squeeze=False)
-    for ax, fail in zip(axes[0], fails):
+    for ax, fail in zip(axes[0], fails, strict=True):
         cfgs = [c for c in ORDER if any(r["config"] == c and r["failure"] == fail for r in rows)]
         for j, target in enumerate(("vip", "vm")):
             xs, meds, lo, hi, colors = [], [], [], [], []
@@ -66,11 +66,12 @@ def main():
         ax.set_ylim(FLOOR_MS / 1000 * 0.8, 100)
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: "%g" % v))
         ax.set_ylabel("disconnection, s (median; bars min-max; 0.01 = none seen)")
-        ax.set_title("%s (%s)" % (fail, "power-off" if fail == "unplanned" else "HA daemon stopped"))
+        how = "power-off" if fail == "unplanned" else "HA daemon stopped"
+        ax.set_title("%s (%s)" % (fail, how))
         ax.grid(axis="y", which="both", alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle("heartbeat (A, B+arping), keepalived (C, D, D+) and ours (E, F), same lab and run\n"
-                 + note, fontsize=9)
+    fig.suptitle("heartbeat (A, B+arping), keepalived (C, D, D+) and ours (E, F), "
+                 "same lab and run\n" + note, fontsize=9)
     fig.tight_layout()
     fig.savefig(dst, dpi=110)
 

@@ -83,7 +83,8 @@ def main():
             rs = [r for r in rows if r["config"] == cfg and r["kind"] == kind]
             if not rs:
                 continue
-            lost = [r["rpc_lost"] for r in rs if r.get("rpc_lost") is not None and r["rpc_lost"] >= 0]
+            lost = [r["rpc_lost"] for r in rs
+                    if r.get("rpc_lost") is not None and r["rpc_lost"] >= 0]
             table[(cfg, kind)] = {
                 "runs": len(rs),
                 "vip": stats([r["vip_ms"] for r in rs]),
@@ -200,11 +201,13 @@ def main():
            "E %s ms, C %s ms" % (fmt(e_vm), fmt(c_vm)))
     for target_name in ("vm", "vip"):
         fp, dp = med("F", "planned", target_name), med("D", "planned", target_name)
-        target("planned: ours F better than keepalived's graceful stop at D (%s)" % target_name.upper(),
+        target("planned: ours F better than keepalived's graceful stop at D (%s)"
+               % target_name.upper(),
                (fp < dp) if (fp is not None and dp is not None) else None,
                "F %s ms, D %s ms" % (fmt(fp), fmt(dp)))
 
-    md += ["", "Ratios (median disconnection, theirs / ours):", ""] + ["- " + x for x in ratio_lines]
+    md += ["", "Ratios (median disconnection, theirs / ours):", ""]
+    md += ["- " + x for x in ratio_lines]
     md += ["", "Targets (issue 7):", "", "```"] + targets + ["```"]
     with open(os.path.join(a.out, "peers.md"), "w") as f:
         f.write("\n".join(md) + "\n")
@@ -212,7 +215,8 @@ def main():
     print("\nwritten: %s, %s" % (os.path.join(a.out, "peers.csv"), os.path.join(a.out, "peers.md")))
     print("\ntargets (issue 7):")
     print("\n".join(targets))
-    print("\nratios, ours against heartbeat+arping and keepalived (median disconnection, theirs / ours):")
+    print("\nratios, ours against heartbeat+arping and keepalived "
+          "(median disconnection, theirs / ours):")
     print("\n".join("  " + x for x in ratio_lines))
 
 
