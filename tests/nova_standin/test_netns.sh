@@ -22,6 +22,8 @@ done
 FAIL=0
 ok() { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; FAIL=1; }
+# shellcheck disable=SC2317 # run by the EXIT trap; shellcheck 0.9 takes the closing `exit`
+# for the end of every path and calls the body unreachable (koalaman/shellcheck#2542)
 cleanup() {
   trap '' PIPE INT TERM HUP
   if ip netns list | grep -qw "$NS"; then
@@ -59,27 +61,27 @@ t1=$(date +%s.%N)
 cat "$T/nn.log"
 echo "start-up to ready: $(echo "$t1 - $t0" | bc) s (includes interpreter start)"
 
-$N ip -d link show br100 | grep -q 'bridge forward_delay 0' && ok "br100 is a bridge, forward_delay 0" || bad "br100 bridge"
-$N ip link show eth2 | grep -q 'master br100' && ok "eth2 enslaved to br100" || bad "eth2 not in br100"
-$N ip -o -4 addr show dev br100 | grep -q '10.0.0.1/24 brd 10.0.0.255' && ok "br100 has 10.0.0.1/24" || bad "gateway address"
-$N ip -o addr show dev eth1 | grep -q '10.2.3.104/32' && ok "10.2.3.104/32 on eth1" || bad "floating address"
-$N ip -o addr show dev lo | grep -q '169.254.169.254/32' && ok "metadata IP on lo" || bad "metadata ip"
-[ "$($N cat /proc/sys/net/ipv4/ip_forward)" = 1 ] && ok "ip_forward=1 in the namespace" || bad "ip_forward"
+if $N ip -d link show br100 | grep -q 'bridge forward_delay 0'; then ok "br100 is a bridge, forward_delay 0"; else bad "br100 bridge"; fi
+if $N ip link show eth2 | grep -q 'master br100'; then ok "eth2 enslaved to br100"; else bad "eth2 not in br100"; fi
+if $N ip -o -4 addr show dev br100 | grep -q '10.0.0.1/24 brd 10.0.0.255'; then ok "br100 has 10.0.0.1/24"; else bad "gateway address"; fi
+if $N ip -o addr show dev eth1 | grep -q '10.2.3.104/32'; then ok "10.2.3.104/32 on eth1"; else bad "floating address"; fi
+if $N ip -o addr show dev lo | grep -q '169.254.169.254/32'; then ok "metadata IP on lo"; else bad "metadata ip"; fi
+if [ "$($N cat /proc/sys/net/ipv4/ip_forward)" = 1 ]; then ok "ip_forward=1 in the namespace"; else bad "ip_forward"; fi
 if [ "$NFLOAT" -gt 0 ]; then
   n=$($N ip -o addr show dev eth1 | grep -c '10\.2\.[4-7]\.[0-9]*/32')
-  [ "$n" = "$NFLOAT" ] && ok "$n extra floating IPs bound" || bad "extra floating: $n of $NFLOAT"
+  if [ "$n" = "$NFLOAT" ]; then ok "$n extra floating IPs bound"; else bad "extra floating: $n of $NFLOAT"; fi
 fi
 PIDF=$T/networks/nova-br100.pid
 DPID=$(cat "$PIDF" 2>/dev/null)
 if [ -n "$DPID" ] && tr '\0' ' ' </proc/"$DPID"/cmdline | grep -q "dnsmasq --strict-order"; then
-  ok "dnsmasq pid $DPID (pid file) runs: $(tr '\0' ' ' </proc/$DPID/cmdline)"
+  ok "dnsmasq pid $DPID (pid file) runs: $(tr '\0' ' ' </proc/"$DPID"/cmdline)"
 else bad "dnsmasq not running"; fi
-ip netns pids "$NS" | grep -qx "$DPID" && ok "dnsmasq is in the namespace" || bad "dnsmasq namespace"
-grep -q 'fa:16:3e:00:00:03,vm1.novalocal,10.0.0.3' "$T/networks/nova-br100.conf" && ok "hosts file" || bad "hosts file"
+if ip netns pids "$NS" | grep -qx "$DPID"; then ok "dnsmasq is in the namespace"; else bad "dnsmasq namespace"; fi
+if grep -q 'fa:16:3e:00:00:03,vm1.novalocal,10.0.0.3' "$T/networks/nova-br100.conf"; then ok "hosts file"; else bad "hosts file"; fi
 if [ $IPV6 = 1 ]; then
   RPID=$(cat "$T/networks/nova-br100.pid.radvd" 2>/dev/null)
-  [ -n "$RPID" ] && [ -d /proc/"$RPID" ] && ok "radvd pid $RPID" || bad "radvd"
-  $N ip -o -6 addr show dev br100 | grep -q 'fd00:10::1/64' && ok "br100 has fd00:10::1/64" || bad "v6 gateway"
+  if [ -n "$RPID" ] && [ -d /proc/"$RPID" ]; then ok "radvd pid $RPID"; else bad "radvd"; fi
+  if $N ip -o -6 addr show dev br100 | grep -q 'fd00:10::1/64'; then ok "br100 has fd00:10::1/64"; else bad "v6 gateway"; fi
 fi
 $N iptables-save >"$T/ipt.txt"
 for want in \
@@ -95,17 +97,17 @@ for want in \
   '-A nova-network-OUTPUT -d 10.2.3.104/32 -j DNAT --to-destination 10.0.0.3' \
   '-A nova-network-float-snat -s 10.0.0.3/32 -j SNAT --to-source 10.2.3.104' \
   '-A PREROUTING -j nova-network-PREROUTING' '-A POSTROUTING -j nova-network-POSTROUTING' ; do
-  grep -qxF -- "$want" "$T/ipt.txt" && ok "iptables: $want" || bad "iptables missing: $want"
+  if grep -qxF -- "$want" "$T/ipt.txt"; then ok "iptables: $want"; else bad "iptables missing: $want"; fi
 done
 echo "--- iptables-save in $NS:"; grep -v '^#' "$T/ipt.txt" | head -60
 [ "$(grep -c -- '-j DNAT --to-destination 10.0.0.3' "$T/ipt.txt")" -ge 2 ] || bad "DNAT count"
 
 kill -TERM "$NN"; wait "$NN"; echo "stand-in exited rc=$? after SIGTERM"
 tail -2 "$T/nn.log"
-[ -d /proc/"$DPID" ] && ok "dnsmasq still runs after nova-network's exit" || bad "dnsmasq died"
-$N ip link show br100 >/dev/null 2>&1 && ok "br100 stays" || bad "br100 gone"
-$N ip -o addr show dev eth1 | grep -q '10.2.3.104/32' && ok "floating IP stays" || bad "floating gone"
-$N iptables-save | grep -q nova-network-snat && ok "chains stay" || bad "chains gone"
+if [ -d /proc/"$DPID" ]; then ok "dnsmasq still runs after nova-network's exit"; else bad "dnsmasq died"; fi
+if $N ip link show br100 >/dev/null 2>&1; then ok "br100 stays"; else bad "br100 gone"; fi
+if $N ip -o addr show dev eth1 | grep -q '10.2.3.104/32'; then ok "floating IP stays"; else bad "floating gone"; fi
+if $N iptables-save | grep -q nova-network-snat; then ok "chains stay"; else bad "chains gone"; fi
 $N iptables-save | grep -c 'nova-' | sed 's/^/nova iptables lines: /'
 echo "--- restart on the leftover state + associate/disassociate, in-process:"
 $N "$PY" "$D/selftest_associate.py" "$T/nova.conf" "$T/db.json" || FAIL=1
