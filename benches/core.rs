@@ -99,6 +99,8 @@ fn main() {
         paths: 2,
         timers: timers(),
         auto_failback: false,
+        path_names: Vec::new(),
+        respawn: nova_network_ha::cluster::RespawnPolicy::default(),
     };
     let t0 = Instant::now();
     let mut node = Node::new(&cfg, 1, t0);

@@ -1,8 +1,8 @@
 //! The admin socket: `status`, `takeover` and `standby` against the running daemon.
 //!
 //! A unix stream socket, mode 0600 (root only): the client writes one JSON line
-//! `{"request":"status"}` and reads one JSON line back. The server forwards each request to
-//! the daemon loop, which alone touches the state machine.
+//! `{"request":"status"}` and reads one JSON line back. The server forwards each request as a
+//! [`Call`] on its own channel to the daemon loop, which alone touches the state machine.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-
-use crate::daemon::Event;
 
 /// How long a client waits for the daemon's answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,6 +84,15 @@ impl Request {
     }
 }
 
+/// A request from a client, waiting for the daemon's answer.
+#[derive(Debug)]
+pub struct Call {
+    /// What the client asks.
+    pub request: Request,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Reply>,
+}
+
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -135,8 +142,8 @@ impl Server {
         Ok(Server { listener })
     }
 
-    /// Answers clients until the daemon loop is gone.
-    pub(crate) async fn serve(self, events: mpsc::Sender<Event>) {
+    /// Answers clients until the daemon loop (the receiver of `calls`) is gone.
+    pub async fn serve(self, calls: mpsc::Sender<Call>) {
         loop {
             let stream = match self.listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -147,15 +154,15 @@ impl Server {
                     continue;
                 }
             };
-            let events = events.clone();
+            let calls = calls.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, events)).await;
+                let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, calls)).await;
             });
         }
     }
 }
 
-async fn answer(stream: UnixStream, events: mpsc::Sender<Event>) -> std::io::Result<()> {
+async fn answer(stream: UnixStream, calls: mpsc::Sender<Call>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
@@ -168,8 +175,8 @@ async fn answer(stream: UnixStream, events: mpsc::Sender<Event>) -> std::io::Res
             line.trim()
         )),
         Some(request) => {
-            let (tx, rx) = oneshot::channel();
-            if events.send(Event::Admin(request, tx)).await.is_err() {
+            let (reply, rx) = oneshot::channel();
+            if calls.send(Call { request, reply }).await.is_err() {
                 Reply::Refused("the daemon is stopping".into())
             } else {
                 rx.await

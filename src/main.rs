@@ -307,6 +307,10 @@ fn check_config(path: &Path) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             print!("{}", nova_network_ha::config::render_plan(&loaded.config));
+            print!(
+                "{}",
+                nova_network_ha::takeover::steps::render(&loaded.config)
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use nova_network_ha::cluster::sim::{Sim, SimParams};
-use nova_network_ha::cluster::{AlertKind, Probe, Request, State, Timers};
+use nova_network_ha::cluster::{AlertKind, Probe, Request, RespawnPolicy, State, Timers};
 use rand::Rng;
 
 const MS: Duration = Duration::from_millis(1);
@@ -35,6 +35,9 @@ fn random_params(seed: u64) -> SimParams {
         max_delay: rng.gen_range(1..=20) * MS,
         takeover_time: rng.gen_range(1..=200) * MS,
         release_time: rng.gen_range(1..=100) * MS,
+        respawn: RespawnPolicy::default(),
+        queue_interval: None,
+        zombie_linger: Duration::from_secs(5),
     }
 }
 
@@ -269,32 +272,59 @@ fn scenario_operator(seed: u64) -> Result<(), String> {
 
 /// A failing local probe on the holder releases it; a healthy standby takes over; the failed
 /// node stays Fault and never takes over while failing.
+/// Section 3 (`cluster`, health): a failing probe releases at once and the service moves. A
+/// probe of the node itself (links) keeps it in Fault: it never takes over, even alone. The
+/// probes that judged its nova-network (process, queue, log lines) judged the one the release
+/// stopped: they pass again and the node is a standby that ranks last (retreat), so it does not
+/// take the service back, yet takes it once every other node is gone.
 fn scenario_health(seed: u64) -> Result<(), String> {
     let mut p = random_params(seed);
     p.loss = 0.0;
+    // Once the retreat ends, auto_failback would rightly move the service back.
+    p.auto_failback = false;
     let mut sim = Sim::new(seed, p);
     let holder = cold_start(&mut sim)?;
-    sim.health(holder, Probe::Queue, false);
+    let probe = [Probe::Links, Probe::Queue, Probe::NovaProcess, Probe::Log][seed as usize % 4];
+    let of_nova = probe != Probe::Links;
+    sim.health(holder, probe, false);
     let bound = p.timers.keepalive + 2 * p.max_delay + p.release_time + p.takeover_time;
     let next = settle_other(&mut sim, holder, bound)?;
-    if sim.state(holder) != Some(State::Fault) {
+    let expected = if of_nova {
+        State::Standby
+    } else {
+        State::Fault
+    };
+    if sim.state(holder) != Some(expected) {
         return Err(format!(
-            "failed node is {:?}, expected Fault",
+            "failed node ({}) is {:?}, expected {expected:?}",
+            probe.name(),
             sim.state(holder)
         ));
     }
-    // Even with every other node gone, a failing node does not take over.
-    sim.crash(next);
+    sim.run_for(p.timers.deadtime * 3);
+    if sim.active() != [next] {
+        return Err(with_trace(
+            &sim,
+            format!(
+                "the service moved again (active {:?}) after the release",
+                sim.active()
+            ),
+        ));
+    }
+    // Every other node gone: a node failing its own probe does not take over; one whose
+    // nova-network probe failed (and was released) does.
     for i in 0..p.nodes {
         if i != holder {
             sim.crash(i);
         }
     }
-    sim.run_for(p.timers.deadtime * 3);
-    if !sim.active().is_empty() {
+    sim.run_for(p.timers.deadtime * 3 + p.takeover_time);
+    let want: Vec<usize> = if of_nova { vec![holder] } else { vec![] };
+    if sim.active() != want {
         return Err(format!(
-            "active {:?} with only a failing node up",
-            sim.active()
+            "active {:?} with only the once-failing node up (probe {})",
+            sim.active(),
+            probe.name()
         ));
     }
     if !sim
@@ -305,6 +335,99 @@ fn scenario_health(seed: u64) -> Result<(), String> {
         return Err("no fault alert".into());
     }
     Ok(())
+}
+
+/// Section 4 (nova-network child, respawn budget): exits of the active's nova-network are
+/// restarted in place, with back-off, up to the budget; the service does not move. A
+/// nova-network that ran for `stable_after` starts a new episode with the whole budget. One
+/// exit more than the budget moves the service within the bound, and the old holder is a
+/// standby again (its nova-network probe went with the release).
+fn scenario_respawn(seed: u64) -> Result<(), String> {
+    let mut p = random_params(seed);
+    p.loss = 0.0;
+    // With auto_failback the service rightly goes back once the retreat ends.
+    p.auto_failback = false;
+    p.respawn = RespawnPolicy {
+        budget: (seed % 4) as u32,
+        first_backoff: 500 * MS,
+        max_backoff: 2000 * MS,
+        stable_after: 5000 * MS,
+    };
+    let mut sim = Sim::new(seed, p);
+    let holder = cold_start(&mut sim)?;
+    let mut restarts = 0;
+    for round in 0..2 {
+        for _ in 0..p.respawn.budget {
+            sim.nova_exit(holder);
+            sim.run_for(p.respawn.max_backoff + p.timers.keepalive);
+            restarts += 1;
+            if sim.active() != [holder] || !sim.nova_runs(holder) {
+                return Err(with_trace(
+                    &sim,
+                    format!(
+                        "round {round}: after restart {restarts} active {:?}, nova runs {}",
+                        sim.active(),
+                        sim.nova_runs(holder)
+                    ),
+                ));
+            }
+        }
+        if sim.restarts(holder) != restarts {
+            return Err(format!(
+                "{} restarts in place, expected {restarts}",
+                sim.restarts(holder)
+            ));
+        }
+        if round == 0 {
+            // A stable run: the next exits are a new episode.
+            sim.run_for(p.respawn.stable_after);
+        }
+    }
+    sim.nova_exit(holder);
+    let bound = p.timers.keepalive + 2 * p.max_delay + p.release_time + p.takeover_time;
+    settle_other(&mut sim, holder, bound)?;
+    if sim.state(holder) != Some(State::Standby) {
+        return Err(format!(
+            "the node whose nova-network kept exiting is {:?}, expected Standby",
+            sim.state(holder)
+        ));
+    }
+    check_fencing(&sim)
+}
+
+/// Section 5 (zombie witness): after the active crashes, its nova-network stays a consumer of
+/// the queue until the broker notices (`zombie_linger`). The new active reports it once for
+/// the episode; in a run without a crash nobody reports one.
+fn scenario_zombie(seed: u64) -> Result<(), String> {
+    let mut p = random_params(seed);
+    p.loss = 0.0;
+    p.queue_interval = Some(1000 * MS);
+    p.zombie_linger = Duration::from_millis(2000 + (seed % 6) * 1000);
+    let mut sim = Sim::new(seed, p);
+    let holder = cold_start(&mut sim)?;
+    sim.run_for(10 * p.zombie_linger);
+    let zombies = |sim: &Sim, node: usize| {
+        sim.alerts()
+            .iter()
+            .filter(|(i, k)| *i == node && *k == AlertKind::SplitBrain)
+            .count()
+    };
+    if let Some(n) = (0..p.nodes).find(|&n| zombies(&sim, n) > 0) {
+        return Err(with_trace(
+            &sim,
+            format!("node {n} reported a zombie without a crash"),
+        ));
+    }
+    sim.crash(holder);
+    let next = settle(&mut sim, move_bound(&p) + 500 * MS)?;
+    sim.run_for(p.zombie_linger + 3000 * MS);
+    match zombies(&sim, next) {
+        1 => Ok(()),
+        n => Err(with_trace(
+            &sim,
+            format!("the new active {next} reported {n} zombie(s) for one episode"),
+        )),
+    }
 }
 
 fn settle_on(sim: &mut Sim, want: usize, bound: Duration) -> Result<usize, String> {
@@ -421,4 +544,14 @@ fn operator_requests_and_planned_stop_move_at_once() {
 #[test]
 fn failing_health_releases_and_never_takes_over() {
     many("health", 1000, scenario_health);
+}
+
+#[test]
+fn respawn_budget_restarts_in_place_then_moves_the_service() {
+    many("respawn", 200, scenario_respawn);
+}
+
+#[test]
+fn a_crashed_actives_consumer_is_reported_once_as_a_zombie() {
+    many("zombie", 200, scenario_zombie);
 }

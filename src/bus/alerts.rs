@@ -21,26 +21,6 @@ use super::connection::{self, BusError};
 /// The version of the alert format, the `schema` field of every alert.
 pub const ALERT_SCHEMA: u32 = 1;
 
-/// Every alert kind, as the schema's `kind` enum lists them.
-pub const KINDS: &[&str] = &[
-    "state_changed",
-    "takeover_started",
-    "takeover_done",
-    "release_done",
-    "probe_failed",
-    "probe_ok",
-    "peer_lost",
-    "peer_back",
-    "late_heartbeat",
-    "path_down",
-    "path_up",
-    "split_brain",
-    "fault",
-    "request_refused",
-    "alerts_dropped",
-    "mirror",
-];
-
 /// How long a publisher confirm may take before the alert is kept for a retry.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -353,6 +333,7 @@ pub async fn watch_alerts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::AlertKind;
 
     fn schema() -> Value {
         let text = std::fs::read_to_string(concat!(
@@ -401,7 +382,7 @@ mod tests {
     #[test]
     fn every_kind_matches_the_schema_and_bad_alerts_do_not() {
         let validator = jsonschema::validator_for(&schema()).unwrap();
-        for (i, kind) in KINDS.iter().enumerate() {
+        for (i, kind) in AlertKind::ALL.iter().map(|k| k.name()).enumerate() {
             let peer = (i % 2 == 0).then_some("net2");
             let steps: Vec<(String, u64)> =
                 (0..i % 3).map(|n| (format!("s{n}"), n as u64)).collect();
@@ -436,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn kinds_in_the_schema_are_the_kinds_here() {
+    fn kinds_in_the_schema_are_alert_kind_all() {
         let s = schema();
         let listed: Vec<&str> = s["properties"]["kind"]["enum"]
             .as_array()
@@ -444,7 +425,8 @@ mod tests {
             .iter()
             .map(|k| k.as_str().unwrap())
             .collect();
-        assert_eq!(listed, KINDS);
+        let kinds: Vec<&str> = AlertKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(listed, kinds);
     }
 
     #[test]

@@ -1,18 +1,17 @@
 //! The message bus: one AMQP connection to the broker nova already uses, kept up forever, and
-//! what travels on it (DESIGN.md sections 3, 5 and 6): alerts with publisher confirms, the
+//! what travels on it (docs/design.md sections 3, 5 and 6): alerts with publisher confirms, the
 //! `network.<host>` queue probe's samples, and heartbeats through the broker as an extra path.
 //!
 //! [`Bus::spawn`] starts one task that owns the connection; the [`Bus`] handle never blocks
 //! its caller, and the daemon keeps working while the broker is away. Each concern has its own
 //! channel so that one failing (a passive declare's 404 closes the probe's channel) disturbs no
 //! other. This module never judges what it carries: nova-network's health from samples is
-//! [`queue_probe`]'s (pure), heartbeat bytes are `wire`'s, alerts are made by the daemon.
+//! [`crate::probes::queue`]'s (pure), heartbeat bytes are `wire`'s, alerts are made by the daemon.
 //! It never logs a password.
 
 pub mod alerts;
 pub mod connection;
 pub mod heartbeat;
-pub mod queue_probe;
 
 #[cfg(test)]
 mod tests;
@@ -32,7 +31,6 @@ use tokio::sync::{Notify, mpsc, watch};
 
 pub use alerts::{ALERT_SCHEMA, AlertWatch, alert_json, watch_alerts};
 pub use connection::BusError;
-pub use queue_probe::{QueueProbe, Verdict};
 
 use alerts::{AlertBuffer, Pending};
 use connection::Backoff;
@@ -448,7 +446,7 @@ async fn publish_alerts(
                 let alert = alert_json(
                     &s.cluster,
                     &s.node,
-                    "alerts_dropped",
+                    crate::cluster::AlertKind::AlertsDropped.name(),
                     None,
                     &alerts::dropped_detail(unreported),
                     now_unix_ms(),

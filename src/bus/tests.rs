@@ -24,8 +24,8 @@ use lapin::types::FieldTable;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::alerts::KINDS;
 use super::*;
+use crate::cluster::AlertKind;
 
 /// Lab tests share the machine's namespaces and CPU: one at a time.
 static LAB: Mutex<()> = Mutex::new(());
@@ -176,7 +176,7 @@ async fn until_stats(bus: &Bus, what: &str, ok: impl Fn(&BusStats) -> bool) -> B
 
 /// Alert number `i` of a test, kinds in turn.
 fn numbered(node: &str, i: usize) -> Value {
-    let kind = KINDS[i % KINDS.len()];
+    let kind = AlertKind::ALL[i % AlertKind::ALL.len()].name();
     alert_json(
         "c1",
         node,
@@ -217,7 +217,13 @@ fn alerts_are_confirmed_and_watched() {
                 .expect("an alert within the wait")
                 .unwrap();
             let n = number(&alert);
-            assert_eq!(key, format!("c1.net1.{}", KINDS[n % KINDS.len()]));
+            assert_eq!(
+                key,
+                format!(
+                    "c1.net1.{}",
+                    AlertKind::ALL[n % AlertKind::ALL.len()].name()
+                )
+            );
             assert_eq!(alert["schema"], ALERT_SCHEMA);
             assert!(!seen[n], "alert {n} twice");
             seen[n] = true;

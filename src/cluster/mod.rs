@@ -52,6 +52,39 @@ impl State {
     pub fn holds_service(self) -> bool {
         matches!(self, State::TakingOver | State::Active | State::Releasing)
     }
+
+    /// The state's name in logs, alerts and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Standby => "standby",
+            State::TakingOver => "taking_over",
+            State::Active => "active",
+            State::Releasing => "releasing",
+            State::Fault => "fault",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The names of the probes failing in `flags`, for operators (`ok` when none).
+pub fn health_names(flags: u16) -> String {
+    let names: Vec<&str> = Probe::ALL
+        .iter()
+        .filter(|p| flags & p.bit() != 0)
+        .map(|p| p.name())
+        .collect();
+    if names.is_empty() {
+        "ok".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// One member of the pool as the state machine sees it.
@@ -91,15 +124,23 @@ pub struct ClusterConfig {
     pub timers: Timers,
     /// Whether a returning higher-priority node takes the service back.
     pub auto_failback: bool,
+    /// Each path's name, for alerts (`path N` where missing).
+    pub path_names: Vec<String>,
+    /// How often nova-network is restarted in place before the service moves.
+    pub respawn: RespawnPolicy,
 }
 
+mod events;
 mod node;
+pub mod respawn;
 pub mod sim;
 
-pub use node::{
-    Action, AfterRelease, Alert, AlertKind, Beat, Generation, Input, Intent, Node, PeerBeat,
-    PeerStatus, Probe, Reason, Request, Status,
+pub use events::{
+    Action, Alert, AlertKind, Beat, Generation, Input, Intent, PeerBeat, PeerStatus, Probe, Reason,
+    Request, Status, StepFailed,
 };
+pub use node::{AfterRelease, Node};
+pub use respawn::RespawnPolicy;
 
 #[cfg(test)]
 mod tests;

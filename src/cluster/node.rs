@@ -1,182 +1,13 @@
 //! One node's view of the pool: peer liveness per path, election, and its own state.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{ClusterConfig, NodeId, PathId, State, Timers};
-
-/// Boot generation: persisted, grows on every start of the daemon.
-pub type Generation = u64;
-
-/// What a node asks of the pool, carried in its heartbeats.
-///
-/// The election ranks candidates by intent first ([`Intent::rank`]), then priority, so an
-/// operator's request, or a local failure, moves the service without touching configured
-/// priorities. Each lasts until the node holds the service again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Intent {
-    /// An operator asked this node to hand the service to a peer.
-    Yield = 0,
-    /// The usual: rank by priority.
-    Normal = 1,
-    /// An operator asked this node to take the service; it ranks first.
-    Takeover = 2,
-    /// This node released the service because something here failed (a probe, a takeover
-    /// step); it ranks last, below a yielding node, so it never grabs the service back the
-    /// moment its probe clears. It ends once another node holds the service.
-    Retreat = 3,
-}
-
-impl Intent {
-    /// The intent for its wire code, or `None` for an unknown code.
-    pub fn from_u8(code: u8) -> Option<Intent> {
-        Some(match code {
-            0 => Intent::Yield,
-            1 => Intent::Normal,
-            2 => Intent::Takeover,
-            3 => Intent::Retreat,
-            _ => return None,
-        })
-    }
-
-    /// Election rank: higher wins before priority is compared.
-    pub fn rank(self) -> u8 {
-        match self {
-            Intent::Retreat => 0,
-            Intent::Yield => 1,
-            Intent::Normal => 2,
-            Intent::Takeover => 3,
-        }
-    }
-}
-
-/// A local health probe; each is one bit of the health flags a node advertises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Probe {
-    /// The nova-network process (exit, respawn budget).
-    NovaProcess,
-    /// The `network.<host>` queue (consumer, backlog).
-    Queue,
-    /// Links the service needs.
-    Links,
-    /// The ping node (ipfail).
-    PingNode,
-    /// Fatal log lines.
-    Log,
-}
-
-impl Probe {
-    /// The probe's bit in the health flags.
-    pub fn bit(self) -> u16 {
-        match self {
-            Probe::NovaProcess => 1 << 0,
-            Probe::Queue => 1 << 1,
-            Probe::Links => 1 << 2,
-            Probe::PingNode => 1 << 3,
-            Probe::Log => 1 << 4,
-        }
-    }
-
-    /// The probe's name, for alerts.
-    pub fn name(self) -> &'static str {
-        match self {
-            Probe::NovaProcess => "nova_process",
-            Probe::Queue => "queue",
-            Probe::Links => "links",
-            Probe::PingNode => "ping_node",
-            Probe::Log => "log",
-        }
-    }
-}
-
-/// An operator's request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    /// Become active (the holder releases first); also clears a sticky fault.
-    Takeover,
-    /// Hand the service to a healthy peer; also clears a sticky fault.
-    Standby,
-}
-
-/// A verified heartbeat from a peer, as the wire layer decoded it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerBeat {
-    /// Sender.
-    pub from: NodeId,
-    /// Path it came in on.
-    pub path: PathId,
-    /// Sender's boot generation.
-    pub generation: Generation,
-    /// Sender's sequence number (the same on every path for one heartbeat): a beat older than
-    /// the newest seen only proves its path alive; it does not roll the peer's state back.
-    pub seq: u64,
-    /// Sender's state.
-    pub state: State,
-    /// Sender's intent.
-    pub intent: Intent,
-    /// Sender's failing probes (0: healthy).
-    pub health: u16,
-}
-
-/// An event fed to [`Node::handle`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// A verified heartbeat.
-    Heartbeat(PeerBeat),
-    /// The deadline was reached (early or repeated timers do nothing).
-    Timer,
-    /// A local probe changed its verdict.
-    Health {
-        /// Which probe.
-        probe: Probe,
-        /// Whether it passes now.
-        ok: bool,
-    },
-    /// An operator's request.
-    Operator(Request),
-    /// The takeover steps finished; `Err` names the failed step.
-    TakeoverDone(Result<(), String>),
-    /// The release steps finished; `Err` names the failed step.
-    ReleaseDone(Result<(), String>),
-    /// The daemon is stopping: release if holding, then report [`Action::Stopped`].
-    Shutdown,
-}
-
-/// The heartbeat content to send on every path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Beat {
-    /// Our state.
-    pub state: State,
-    /// Our intent.
-    pub intent: Intent,
-    /// Our priority.
-    pub priority: u8,
-    /// Our failing probes.
-    pub health: u16,
-}
-
-/// Why a takeover or release begins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reason {
-    /// Nobody holds the service and we rank first.
-    NoHolder,
-    /// The holder is dead on every path.
-    HolderDead(NodeId),
-    /// An operator asked.
-    Operator,
-    /// Local health failed.
-    HealthFailed(u16),
-    /// Two nodes were active and we have the lower priority.
-    SplitBrain(NodeId),
-    /// A peer asked for the service (operator takeover there).
-    PeerRequested(NodeId),
-    /// auto_failback: a higher-priority peer is back.
-    Failback(NodeId),
-    /// Our takeover failed at a step.
-    TakeoverFailed(String),
-    /// The daemon is stopping.
-    Shutdown,
-}
+use super::events::{
+    Action, Alert, AlertKind, Beat, Generation, Input, Intent, PeerBeat, PeerStatus, Probe, Reason,
+    Request, Status, StepFailed,
+};
+use super::respawn::{Respawn, Respawns};
+use super::{ClusterConfig, NodeId, State, Timers};
 
 /// State after a release completes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,141 +18,6 @@ pub enum AfterRelease {
     Fault,
     /// The daemon stops.
     Stop,
-}
-
-/// Kinds of alerts, as published on the bus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertKind {
-    /// Our state changed.
-    StateChanged,
-    /// Takeover steps began.
-    TakeoverStarted,
-    /// Takeover steps finished.
-    TakeoverDone,
-    /// Release steps finished.
-    ReleaseDone,
-    /// A local probe failed.
-    ProbeFailed,
-    /// A local probe passes again.
-    ProbeOk,
-    /// A peer is dead on every path.
-    PeerLost,
-    /// A dead peer is heard again, or restarted.
-    PeerBack,
-    /// A peer has been silent for warntime.
-    LateHeartbeat,
-    /// A path to a live peer is silent for deadtime.
-    PathDown,
-    /// A silent path is heard again.
-    PathUp,
-    /// Two nodes hold the service.
-    SplitBrain,
-    /// We cannot hold the service.
-    Fault,
-    /// An operator request was refused.
-    RequestRefused,
-    /// The warm standby's mirror: not used at a takeover (and why), rolled back, or
-    /// reconciled once nova-network consumed.
-    Mirror,
-}
-
-impl AlertKind {
-    /// The kind's name in alerts and routing keys.
-    pub fn name(self) -> &'static str {
-        match self {
-            AlertKind::StateChanged => "state_changed",
-            AlertKind::TakeoverStarted => "takeover_started",
-            AlertKind::TakeoverDone => "takeover_done",
-            AlertKind::ReleaseDone => "release_done",
-            AlertKind::ProbeFailed => "probe_failed",
-            AlertKind::ProbeOk => "probe_ok",
-            AlertKind::PeerLost => "peer_lost",
-            AlertKind::PeerBack => "peer_back",
-            AlertKind::LateHeartbeat => "late_heartbeat",
-            AlertKind::PathDown => "path_down",
-            AlertKind::PathUp => "path_up",
-            AlertKind::SplitBrain => "split_brain",
-            AlertKind::Fault => "fault",
-            AlertKind::RequestRefused => "request_refused",
-            AlertKind::Mirror => "mirror",
-        }
-    }
-}
-
-/// An alert for operators.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
-    /// Its kind.
-    pub kind: AlertKind,
-    /// The peer it is about, if any.
-    pub peer: Option<NodeId>,
-    /// Human-readable detail.
-    pub detail: String,
-}
-
-/// What the driver must do, in order, before feeding the next input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send this heartbeat on every path to every peer.
-    Send(Beat),
-    /// Run the takeover steps, then feed [`Input::TakeoverDone`]. `fence` lists peers last seen
-    /// holding the service that are now dead: they must be fenced before addresses move.
-    BeginTakeover {
-        /// Why.
-        reason: Reason,
-        /// Dead peers that held the service when last heard.
-        fence: Vec<NodeId>,
-    },
-    /// Run the release steps, then feed [`Input::ReleaseDone`].
-    BeginRelease {
-        /// Why.
-        reason: Reason,
-    },
-    /// Publish an alert.
-    Alert(Alert),
-    /// Announce the held addresses again (GARP/NA): a lower-priority node held them too
-    /// (split brain) and may have drawn the neighbours' traffic.
-    Reannounce,
-    /// Shutdown is complete: the daemon may exit.
-    Stopped,
-}
-
-/// A peer as seen from here, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    /// Its id.
-    pub id: NodeId,
-    /// Its name.
-    pub name: String,
-    /// Its configured priority.
-    pub priority: u8,
-    /// Alive on at least one path.
-    pub alive: bool,
-    /// Its last advertised state.
-    pub state: State,
-    /// Its last advertised intent.
-    pub intent: Intent,
-    /// Its last advertised failing probes.
-    pub health: u16,
-    /// Its boot generation, once heard.
-    pub generation: Option<Generation>,
-    /// Time since last heard on each path (`None`: never).
-    pub silence: Vec<Option<Duration>>,
-}
-
-/// This node as seen from here, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// Our state.
-    pub state: State,
-    /// Our intent.
-    pub intent: Intent,
-    /// Our failing probes.
-    pub health: u16,
-    /// A sticky fault (failed takeover or release) awaiting an operator.
-    pub fault: Option<String>,
-    /// The peers.
-    pub peers: Vec<PeerStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +83,12 @@ pub struct Node {
     advertised: Option<Beat>,
     /// Lower-priority peers seen holding the service while we are Active (split brain).
     rivals: Vec<NodeId>,
+    /// Each path's name, for alerts.
+    path_names: Vec<String>,
+    /// The respawn budget of our nova-network.
+    respawns: Respawns,
+    /// A zombie nova-network was reported for the current episode.
+    zombie_reported: bool,
 }
 
 impl Node {
@@ -435,6 +137,9 @@ impl Node {
             next_beat: now,
             advertised: None,
             rivals: Vec::new(),
+            path_names: cfg.path_names.clone(),
+            respawns: Respawns::new(cfg.respawn),
+            zombie_reported: false,
         }
     }
 
@@ -490,8 +195,12 @@ impl Node {
             Input::Timer => {}
             Input::Health { probe, ok } => self.on_health(probe, ok, &mut out),
             Input::Operator(request) => self.on_request(request, &mut out),
-            Input::TakeoverDone(result) => self.on_takeover_done(result, &mut out),
+            Input::TakeoverDone(result) => self.on_takeover_done(now, result, &mut out),
             Input::ReleaseDone(result) => self.on_release_done(result, &mut out),
+            Input::NovaExited => self.on_nova_exited(now, &mut out),
+            Input::QueueConsumers { consumers, ours } => {
+                self.on_queue_consumers(consumers, ours, &mut out)
+            }
             Input::Shutdown => self.on_shutdown(&mut out),
         }
         self.check_timers(now, &mut out);
@@ -562,7 +271,11 @@ impl Node {
             out.push(alert(
                 AlertKind::PeerBack,
                 Some(peer.id),
-                format!("{} is heard again on path {}", peer.name, path),
+                format!(
+                    "{} is heard again on path {}",
+                    peer.name,
+                    path_name(&self.path_names, path)
+                ),
             ));
         }
         if peer.path_down[path] {
@@ -570,7 +283,11 @@ impl Node {
             out.push(alert(
                 AlertKind::PathUp,
                 Some(peer.id),
-                format!("path {} to {} is heard again", path, peer.name),
+                format!(
+                    "path {} to {} is heard again",
+                    path_name(&self.path_names, path),
+                    peer.name
+                ),
             ));
         }
         let newer = peer.generation != Some(beat.generation) || beat.seq > peer.seq;
@@ -638,8 +355,8 @@ impl Node {
                 State::Active | State::TakingOver => {}
                 State::Releasing => out.push(refused("a release is running")),
                 State::Fault => out.push(refused(&format!(
-                    "local health is failing (flags {:#06x})",
-                    self.failing
+                    "local health is failing ({})",
+                    super::health_names(self.failing)
                 ))),
                 // Starting/Standby: rank first; the holder (if any) releases on seeing it.
                 _ => self.intent = Intent::Takeover,
@@ -658,7 +375,12 @@ impl Node {
         }
     }
 
-    fn on_takeover_done(&mut self, result: Result<(), String>, out: &mut Vec<Action>) {
+    fn on_takeover_done(
+        &mut self,
+        now: Instant,
+        result: Result<(), StepFailed>,
+        out: &mut Vec<Action>,
+    ) {
         if self.state != State::TakingOver {
             return;
         }
@@ -670,32 +392,39 @@ impl Node {
                     self.intent = Intent::Normal;
                 }
                 out.push(alert(AlertKind::TakeoverDone, None, "service held".into()));
+                // nova-network started with the takeover: a whole respawn budget.
+                self.respawns.started(now);
                 self.set_state(State::Active, out);
                 if self.shutting_down {
                     self.intent = Intent::Yield;
                     self.begin_release(Reason::Shutdown, AfterRelease::Stop, out);
                 }
             }
-            Err(step) => {
+            Err(failed) => {
                 out.push(alert(
                     AlertKind::Fault,
                     None,
-                    format!("takeover failed at step {step}; releasing"),
+                    format!("takeover failed at step {failed}; releasing"),
                 ));
-                self.sticky_fault = Some(format!("takeover failed at step {step}"));
+                self.sticky_fault = Some(format!("takeover failed at step {failed}"));
                 let after = if self.shutting_down {
                     AfterRelease::Stop
                 } else {
                     AfterRelease::Fault
                 };
-                self.begin_release(Reason::TakeoverFailed(step), after, out);
+                self.begin_release(Reason::TakeoverFailed(failed), after, out);
             }
         }
     }
 
-    fn on_release_done(&mut self, result: Result<(), String>, out: &mut Vec<Action>) {
+    fn on_release_done(&mut self, result: Result<(), StepFailed>, out: &mut Vec<Action>) {
         if self.state != State::Releasing {
             return;
+        }
+        // The probes that judged our nova-network (its process, its queue, its fatal log
+        // lines) judged the one the release just stopped: they pass again.
+        for probe in [Probe::NovaProcess, Probe::Queue, Probe::Log] {
+            self.on_health(probe, true, out);
         }
         let mut after = self.after_release;
         match result {
@@ -704,13 +433,13 @@ impl Node {
                 None,
                 "service released".into(),
             )),
-            Err(step) => {
+            Err(failed) => {
                 out.push(alert(
                     AlertKind::Fault,
                     None,
-                    format!("release failed at step {step}; addresses may remain"),
+                    format!("release failed at step {failed}; addresses may remain"),
                 ));
-                self.sticky_fault = Some(format!("release failed at step {step}"));
+                self.sticky_fault = Some(format!("release failed at step {failed}"));
                 if after == AfterRelease::Standby {
                     after = AfterRelease::Fault;
                 }
@@ -722,6 +451,44 @@ impl Node {
             }
             AfterRelease::Standby | AfterRelease::Fault => self.set_state(State::Fault, out),
             AfterRelease::Stop => self.stop(out),
+        }
+    }
+
+    /// Our nova-network exited: restart it in place within the respawn budget, else fail the
+    /// process probe (which releases, and the service moves).
+    fn on_nova_exited(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state != State::Active {
+            return;
+        }
+        match self.respawns.exited(now) {
+            Respawn::After { wait, attempt } => out.push(Action::RestartNova {
+                after: wait,
+                attempt,
+                budget: self.respawns.policy().budget,
+            }),
+            Respawn::Spent => self.on_health(Probe::NovaProcess, false, out),
+        }
+    }
+
+    /// The zombie witness: with no peer holding the service, nova-network's queue should have
+    /// one consumer (ours) when ours runs and none otherwise; more is a nova-network elsewhere
+    /// that still consumes. Reported once per episode. One consumer per nova-network process
+    /// is assumed; while a peer may still run nova-network, nothing can be concluded.
+    fn on_queue_consumers(&mut self, consumers: u32, ours: bool, out: &mut Vec<Action>) {
+        let peers_hold = self.peers.iter().any(Peer::holds);
+        let zombie = !peers_hold && consumers > u32::from(ours);
+        if zombie && !self.zombie_reported {
+            self.zombie_reported = true;
+            out.push(alert(
+                AlertKind::SplitBrain,
+                None,
+                format!(
+                    "zombie nova-network: its queue has {consumers} consumer(s) while {} (no peer holds the service): a nova-network elsewhere still consumes",
+                    if ours { "only ours should" } else { "none should" }
+                ),
+            ));
+        } else if !zombie {
+            self.zombie_reported = false;
         }
     }
 
@@ -760,7 +527,7 @@ impl Node {
                     AlertKind::PeerLost,
                     Some(peer.id),
                     format!(
-                        "{} silent on every path for {:?} (last state {:?})",
+                        "{} silent on every path for {:?} (last state {})",
                         peer.name, t.deadtime, peer.state
                     ),
                 ));
@@ -785,7 +552,9 @@ impl Node {
                         Some(peer.id),
                         format!(
                             "path {} to {} silent for {:?}; other paths alive",
-                            path, peer.name, t.deadtime
+                            path_name(&self.path_names, path),
+                            peer.name,
+                            t.deadtime
                         ),
                     ));
                 }
@@ -839,7 +608,10 @@ impl Node {
             out.push(alert(
                 AlertKind::Fault,
                 None,
-                format!("local health failing (flags {:#06x})", self.failing),
+                format!(
+                    "local health failing ({})",
+                    super::health_names(self.failing)
+                ),
             ));
             self.set_state(State::Fault, out);
             return;
@@ -870,10 +642,19 @@ impl Node {
             Reason::NoHolder
         };
         self.set_state(State::TakingOver, out);
+        let fenced: Vec<String> = fence.iter().map(|&n| self.name_of(n)).collect();
         out.push(alert(
             AlertKind::TakeoverStarted,
             None,
-            format!("{reason:?}; fence {fence:?}"),
+            format!(
+                "{}; fence {}",
+                reason.describe(|n| self.name_of(n)),
+                if fenced.is_empty() {
+                    "none".to_owned()
+                } else {
+                    fenced.join(", ")
+                }
+            ),
         ));
         out.push(Action::BeginTakeover { reason, fence });
     }
@@ -884,7 +665,10 @@ impl Node {
             out.push(alert(
                 AlertKind::Fault,
                 None,
-                format!("local health failing (flags {flags:#06x}); releasing"),
+                format!(
+                    "local health failing ({}); releasing",
+                    super::health_names(flags)
+                ),
             ));
             self.begin_release(Reason::HealthFailed(flags), AfterRelease::Fault, out);
             return;
@@ -900,8 +684,8 @@ impl Node {
                 AlertKind::SplitBrain,
                 Some(rival),
                 format!(
-                    "node {} also holds the service and ranks higher; releasing",
-                    rival.0
+                    "{} also holds the service and ranks higher; releasing",
+                    self.name_of(rival)
                 ),
             ));
             self.begin_release(Reason::SplitBrain(rival), AfterRelease::Standby, out);
@@ -924,8 +708,8 @@ impl Node {
                     AlertKind::SplitBrain,
                     Some(rival),
                     format!(
-                        "node {} also holds the service and ranks lower; it releases, we announce again",
-                        rival.0
+                        "{} also holds the service and ranks lower; it releases, we announce again",
+                        self.name_of(rival)
                     ),
                 ));
                 out.push(Action::Reannounce);
@@ -981,7 +765,7 @@ impl Node {
         out.push(alert(
             AlertKind::StateChanged,
             None,
-            format!("{:?} -> {:?}", self.state, to),
+            format!("{} -> {}", self.state, to),
         ));
         self.state = to;
     }
@@ -1007,6 +791,21 @@ impl Node {
             self.next_beat = now + self.timers.keepalive;
         }
     }
+}
+
+impl Node {
+    /// A node's name, for alerts (`node N` for one not in the pool).
+    fn name_of(&self, id: NodeId) -> String {
+        self.peers
+            .iter()
+            .find(|p| p.id == id)
+            .map_or_else(|| format!("node {}", id.0), |p| p.name.clone())
+    }
+}
+
+/// A path's name, for alerts.
+fn path_name(names: &[String], path: usize) -> String {
+    names.get(path).cloned().unwrap_or_else(|| path.to_string())
 }
 
 fn alert(kind: AlertKind, peer: Option<NodeId>, detail: String) -> Action {

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use super::{
     Action, AlertKind, ClusterConfig, Input, Member, Node, NodeId, PathId, PeerBeat, Probe,
-    Request, State, Timers,
+    Request, RespawnPolicy, State, StepFailed, Timers,
 };
 
 /// The fake network's and the fake drivers' behaviour.
@@ -40,6 +40,13 @@ pub struct SimParams {
     pub takeover_time: Duration,
     /// How long the release steps take.
     pub release_time: Duration,
+    /// The respawn budget of every node's nova-network.
+    pub respawn: RespawnPolicy,
+    /// The broker's queue samples, this often, fed to every running node (`None`: no bus).
+    pub queue_interval: Option<Duration>,
+    /// How long a crashed node's nova-network stays a consumer of its queue (the broker
+    /// notices a dead connection late).
+    pub zombie_linger: Duration,
 }
 
 impl SimParams {
@@ -56,6 +63,9 @@ impl SimParams {
             max_delay: Duration::from_millis(1),
             takeover_time: Duration::from_millis(10),
             release_time: Duration::from_millis(10),
+            respawn: RespawnPolicy::default(),
+            queue_interval: None,
+            zombie_linger: Duration::from_secs(5),
         }
     }
 }
@@ -65,6 +75,8 @@ enum Event {
     Deliver { to: usize, beat: BeatBytes },
     TakeoverDone { node: usize, incarnation: u64 },
     ReleaseDone { node: usize, incarnation: u64 },
+    NovaRestarted { node: usize, incarnation: u64 },
+    QueueSample,
 }
 
 /// A [`PeerBeat`] in an orderable form for the event queue.
@@ -104,6 +116,10 @@ struct SimNode {
     /// Fail the next takeover at this step.
     fail_next_takeover: Option<String>,
     stopped: bool,
+    /// Its nova-network runs (a consumer of the queue).
+    nova: bool,
+    /// Its nova-network exits again the moment it is restarted.
+    nova_broken: bool,
 }
 
 /// A pool of nodes on a simulated network.
@@ -128,6 +144,10 @@ pub struct Sim {
     moves: usize,
     takeovers: usize,
     alerts: Vec<(usize, AlertKind)>,
+    /// Until when a crashed node's nova-network still consumes (one entry per crash).
+    zombies: Vec<Instant>,
+    /// nova-network restarts in place, per node.
+    restarts: Vec<usize>,
     /// Every alert with its time and detail, for replaying a failing seed.
     trace: Vec<String>,
     steps: u64,
@@ -153,6 +173,8 @@ impl Sim {
                 paths: params.paths,
                 timers: params.timers,
                 auto_failback: params.auto_failback,
+                path_names: Vec::new(),
+                respawn: params.respawn,
             })
             .collect();
         let nodes = (0..params.nodes)
@@ -163,6 +185,8 @@ impl Sim {
                 incarnation: 0,
                 fail_next_takeover: None,
                 stopped: false,
+                nova: false,
+                nova_broken: false,
             })
             .collect();
         let mut sim = Sim {
@@ -182,11 +206,16 @@ impl Sim {
             moves: 0,
             takeovers: 0,
             alerts: Vec::new(),
+            zombies: Vec::new(),
+            restarts: vec![0; params.nodes],
             trace: Vec::new(),
             steps: 0,
         };
         for i in 0..params.nodes {
             sim.restart(i);
+        }
+        if let Some(every) = params.queue_interval {
+            sim.schedule(every, Event::QueueSample);
         }
         sim
     }
@@ -253,9 +282,23 @@ impl Sim {
         self.steps
     }
 
-    /// Crash node `i`: it stops at once, sending nothing more.
+    /// nova-network restarts in place on node `i` so far.
+    pub fn restarts(&self, i: usize) -> usize {
+        self.restarts[i]
+    }
+
+    /// Whether node `i`'s nova-network runs.
+    pub fn nova_runs(&self, i: usize) -> bool {
+        self.nodes[i].nova
+    }
+
+    /// Crash node `i`: it stops at once, sending nothing more; its nova-network, if it ran,
+    /// stays a consumer of the queue for `zombie_linger`.
     pub fn crash(&mut self, i: usize) {
         let n = &mut self.nodes[i];
+        if std::mem::take(&mut n.nova) {
+            self.zombies.push(self.now + self.params.zombie_linger);
+        }
         n.node = None;
         n.incarnation += 1;
         n.stopped = false;
@@ -329,6 +372,19 @@ impl Sim {
     /// A planned stop of node `i`'s daemon.
     pub fn shutdown(&mut self, i: usize) {
         self.feed(i, Input::Shutdown);
+    }
+
+    /// Node `i`'s nova-network exits on its own.
+    pub fn nova_exit(&mut self, i: usize) {
+        if std::mem::take(&mut self.nodes[i].nova) {
+            self.feed(i, Input::NovaExited);
+        }
+    }
+
+    /// From now on node `i`'s nova-network exits again the moment it is restarted (or no
+    /// longer, with `false`).
+    pub fn break_nova(&mut self, i: usize, broken: bool) {
+        self.nodes[i].nova_broken = broken;
     }
 
     /// Make node `i`'s next takeover fail at `step`.
@@ -432,11 +488,15 @@ impl Sim {
             Event::TakeoverDone { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation {
                     let result = match self.nodes[node].fail_next_takeover.take() {
-                        Some(step) => Err(step),
+                        Some(step) => Err(StepFailed {
+                            step,
+                            error: "failed in the simulation".into(),
+                        }),
                         None => Ok(()),
                     };
                     if result.is_ok() {
                         self.takeovers += 1;
+                        self.nodes[node].nova = true;
                     }
                     self.feed(node, Input::TakeoverDone(result));
                 }
@@ -444,6 +504,31 @@ impl Sim {
             Event::ReleaseDone { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.feed(node, Input::ReleaseDone(Ok(())));
+                }
+            }
+            Event::NovaRestarted { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation
+                    && self.state(node) == Some(State::Active)
+                {
+                    self.restarts[node] += 1;
+                    if self.nodes[node].nova_broken {
+                        self.feed(node, Input::NovaExited);
+                    } else {
+                        self.nodes[node].nova = true;
+                    }
+                }
+            }
+            Event::QueueSample => {
+                let now = self.now;
+                self.zombies.retain(|until| *until > now);
+                let consumers =
+                    (self.nodes.iter().filter(|n| n.nova).count() + self.zombies.len()) as u32;
+                for i in 0..self.nodes.len() {
+                    let ours = self.nodes[i].nova;
+                    self.feed(i, Input::QueueConsumers { consumers, ours });
+                }
+                if let Some(every) = self.params.queue_interval {
+                    self.schedule(every, Event::QueueSample);
                 }
             }
         }
@@ -511,6 +596,8 @@ impl Sim {
                 );
             }
             Action::BeginRelease { .. } => {
+                // The release stops nova-network first.
+                self.nodes[i].nova = false;
                 let incarnation = self.nodes[i].incarnation;
                 let t = self.params.release_time;
                 self.schedule(
@@ -532,6 +619,16 @@ impl Sim {
                 self.alerts.push((i, alert.kind));
             }
             Action::Reannounce => {}
+            Action::RestartNova { after, .. } => {
+                let incarnation = self.nodes[i].incarnation;
+                self.schedule(
+                    after,
+                    Event::NovaRestarted {
+                        node: i,
+                        incarnation,
+                    },
+                );
+            }
             Action::Stopped => {
                 self.nodes[i].node = None;
                 self.nodes[i].stopped = true;

@@ -30,6 +30,8 @@ fn config(me: u16, paths: u8) -> ClusterConfig {
             initdead: 1000 * MS,
         },
         auto_failback: false,
+        path_names: Vec::new(),
+        respawn: RespawnPolicy::default(),
     }
 }
 
@@ -50,6 +52,16 @@ fn kinds(actions: &[Action]) -> Vec<AlertKind> {
         .iter()
         .filter_map(|a| match a {
             Action::Alert(alert) => Some(alert.kind),
+            _ => None,
+        })
+        .collect()
+}
+
+fn details(actions: &[Action]) -> Vec<&str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Alert(alert) => Some(alert.detail.as_str()),
             _ => None,
         })
         .collect()
@@ -166,12 +178,12 @@ fn health_failure_while_active_releases_then_faults() {
     let actions = node.handle(
         t0 + MS,
         Input::Health {
-            probe: Probe::Queue,
+            probe: Probe::Links,
             ok: false,
         },
     );
     assert!(actions.contains(&Action::BeginRelease {
-        reason: Reason::HealthFailed(Probe::Queue.bit()),
+        reason: Reason::HealthFailed(Probe::Links.bit()),
     }));
     // The heartbeat sent at once advertises the failing probe.
     assert!(actions.iter().any(|a| matches!(
@@ -180,7 +192,7 @@ fn health_failure_while_active_releases_then_faults() {
             state: State::Releasing,
             health,
             ..
-        }) if *health == Probe::Queue.bit()
+        }) if *health == Probe::Links.bit()
     )));
     node.handle(t0 + 2 * MS, Input::ReleaseDone(Ok(())));
     assert_eq!(node.state(), State::Fault);
@@ -189,7 +201,7 @@ fn health_failure_while_active_releases_then_faults() {
     node.handle(
         t0 + 3 * MS,
         Input::Health {
-            probe: Probe::Queue,
+            probe: Probe::Links,
             ok: true,
         },
     );
@@ -213,13 +225,23 @@ fn a_failed_takeover_is_a_sticky_fault_until_an_operator_clears_it() {
     let t0 = Instant::now();
     let mut node = Node::new(&config(2, 1), 1, t0);
     node.handle(t0 + 1000 * MS, Input::Timer);
-    node.handle(t0 + 1000 * MS, Input::TakeoverDone(Err("addrs".into())));
+    let failed = StepFailed {
+        step: "addrs".into(),
+        error: "file exists (after 3 attempt(s))".into(),
+    };
+    let actions = node.handle(t0 + 1000 * MS, Input::TakeoverDone(Err(failed)));
     assert_eq!(node.state(), State::Releasing);
+    assert!(
+        details(&actions).contains(
+            &"takeover failed at step addrs: file exists (after 3 attempt(s)); releasing"
+        ),
+        "{actions:?}"
+    );
     node.handle(t0 + 1001 * MS, Input::ReleaseDone(Ok(())));
     assert_eq!(node.state(), State::Fault);
     assert_eq!(
         node.status(t0).fault.as_deref(),
-        Some("takeover failed at step addrs")
+        Some("takeover failed at step addrs: file exists (after 3 attempt(s))")
     );
     node.handle(t0 + 5000 * MS, Input::Timer);
     assert_eq!(node.state(), State::Fault);
@@ -260,16 +282,11 @@ fn after_releasing_for_a_failed_probe_it_does_not_grab_the_service_back() {
             ok: false,
         },
     );
-    node.handle(t0 + 2 * MS, Input::ReleaseDone(Ok(())));
-    // The probe clears at once (the fatal line went with the release); the peer is still
-    // standby (it has not heard yet): we yield to it rather than take over again.
-    let actions = node.handle(
-        t0 + 3 * MS,
-        Input::Health {
-            probe: Probe::Log,
-            ok: true,
-        },
-    );
+    // The probe clears with the release (the fatal line went with the nova-network it
+    // stopped); the peer is still standby (it has not heard yet): we yield to it rather than
+    // take over again.
+    let actions = node.handle(t0 + 2 * MS, Input::ReleaseDone(Ok(())));
+    assert!(kinds(&actions).contains(&AlertKind::ProbeOk), "{actions:?}");
     assert_eq!(node.state(), State::Standby);
     assert!(
         !actions
@@ -323,4 +340,184 @@ fn a_retreat_ends_once_another_node_holds_the_service() {
     node.handle(t0 + 4 * MS, beat(2, 0, 2, State::Active));
     assert_eq!(node.status(t0).intent, Intent::Normal);
     assert_eq!(node.state(), State::Standby);
+}
+
+/// An active node (node 1 of the pair) with its peer standby, nova-network started at `t0`.
+/// The peer stays alive for deadtime (400 ms).
+fn active_with_standby_peer(t0: Instant, respawn: RespawnPolicy) -> Node {
+    let mut cfg = config(1, 1);
+    cfg.respawn = respawn;
+    let mut node = Node::new(&cfg, 1, t0);
+    node.handle(t0, beat(2, 0, 1, State::Standby));
+    node.handle(t0, Input::TakeoverDone(Ok(())));
+    assert_eq!(node.state(), State::Active);
+    node
+}
+
+fn restarts(actions: &[Action]) -> Vec<(Duration, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RestartNova { after, attempt, .. } => Some((*after, *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn nova_exits_are_restarted_in_place_with_back_off_until_the_budget_is_spent() {
+    let t0 = Instant::now();
+    let policy = RespawnPolicy {
+        budget: 2,
+        ..RespawnPolicy::default()
+    };
+    let mut node = active_with_standby_peer(t0, policy);
+    let first = node.handle(t0 + 100 * MS, Input::NovaExited);
+    assert_eq!(restarts(&first), vec![(Duration::ZERO, 1)]);
+    let second = node.handle(t0 + 200 * MS, Input::NovaExited);
+    assert_eq!(restarts(&second), vec![(policy.first_backoff, 2)]);
+    assert_eq!(node.state(), State::Active);
+    let third = node.handle(t0 + 300 * MS, Input::NovaExited);
+    assert!(restarts(&third).is_empty());
+    assert!(kinds(&third).contains(&AlertKind::ProbeFailed), "{third:?}");
+    assert_eq!(node.state(), State::Releasing);
+    // The release stopped that nova-network: its probe passes again, and the node is a
+    // standby (ranking last), not faulty.
+    let done = node.handle(t0 + 350 * MS, Input::ReleaseDone(Ok(())));
+    assert!(kinds(&done).contains(&AlertKind::ProbeOk), "{done:?}");
+    assert_eq!(node.state(), State::Standby);
+    assert_eq!(node.status(t0).health, 0);
+}
+
+#[test]
+fn a_nova_exit_when_not_active_is_not_restarted() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(1, 1), 1, t0);
+    assert!(restarts(&node.handle(t0, Input::NovaExited)).is_empty());
+}
+
+#[test]
+fn a_takeover_gives_the_respawn_budget_back() {
+    let t0 = Instant::now();
+    let mut node = active_with_standby_peer(
+        t0,
+        RespawnPolicy {
+            budget: 1,
+            ..RespawnPolicy::default()
+        },
+    );
+    assert_eq!(
+        restarts(&node.handle(t0 + 100 * MS, Input::NovaExited)).len(),
+        1
+    );
+    node.handle(t0 + 150 * MS, Input::NovaExited);
+    node.handle(t0 + 200 * MS, Input::ReleaseDone(Ok(())));
+    assert_eq!(node.state(), State::Standby);
+    // An operator moves the service back here: a whole budget again.
+    node.handle(t0 + 250 * MS, Input::Operator(Request::Takeover));
+    assert_eq!(node.state(), State::TakingOver);
+    node.handle(t0 + 300 * MS, Input::TakeoverDone(Ok(())));
+    assert_eq!(
+        restarts(&node.handle(t0 + 350 * MS, Input::NovaExited)).len(),
+        1
+    );
+}
+
+#[test]
+fn a_zombie_consumer_is_reported_once_per_episode() {
+    let t0 = Instant::now();
+    let mut node = active_with_standby_peer(t0, RespawnPolicy::default());
+    let zombie = |actions: &[Action]| {
+        details(actions)
+            .iter()
+            .filter(|d| d.starts_with("zombie nova-network"))
+            .count()
+    };
+    let ours_only = Input::QueueConsumers {
+        consumers: 1,
+        ours: true,
+    };
+    let two = Input::QueueConsumers {
+        consumers: 2,
+        ours: true,
+    };
+    assert_eq!(zombie(&node.handle(t0 + 1100 * MS, ours_only.clone())), 0);
+    assert_eq!(zombie(&node.handle(t0 + 1200 * MS, two.clone())), 1);
+    assert_eq!(
+        zombie(&node.handle(t0 + 1300 * MS, two.clone())),
+        0,
+        "same episode"
+    );
+    assert_eq!(zombie(&node.handle(t0 + 1400 * MS, ours_only)), 0);
+    assert_eq!(
+        zombie(&node.handle(t0 + 1500 * MS, two)),
+        1,
+        "a new episode"
+    );
+}
+
+#[test]
+fn no_zombie_while_a_peer_may_hold_the_service() {
+    let t0 = Instant::now();
+    let mut node = Node::new(&config(2, 1), 1, t0);
+    node.handle(t0, beat(1, 0, 1, State::Active));
+    let actions = node.handle(
+        t0 + MS,
+        Input::QueueConsumers {
+            consumers: 1,
+            ours: false,
+        },
+    );
+    assert!(
+        !kinds(&actions).contains(&AlertKind::SplitBrain),
+        "{actions:?}"
+    );
+    // The peer stops: the consumer left behind is a zombie.
+    node.handle(t0 + 2 * MS, beat(1, 0, 2, State::Stopped));
+    let actions = node.handle(
+        t0 + 3 * MS,
+        Input::QueueConsumers {
+            consumers: 1,
+            ours: false,
+        },
+    );
+    assert!(
+        details(&actions)
+            .iter()
+            .any(|d| d.contains("while none should")),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn operators_read_names_not_debug_text() {
+    let t0 = Instant::now();
+    let mut cfg = config(2, 2);
+    cfg.path_names = vec!["hb0".into(), "broker".into()];
+    let mut node = Node::new(&cfg, 1, t0);
+    node.handle(t0, beat(1, 0, 1, State::Active));
+    node.handle(t0, beat(1, 1, 1, State::Active));
+    node.handle(t0 + 200 * MS, beat(1, 1, 2, State::Active));
+    let down = node.handle(t0 + 401 * MS, Input::Timer);
+    assert!(
+        details(&down).contains(&"path hb0 to a silent for 400ms; other paths alive"),
+        "{down:?}"
+    );
+    let taken = node.handle(t0 + 1000 * MS, Input::Timer);
+    let text = details(&taken).join("\n");
+    assert!(text.contains("standby -> taking_over"), "{text}");
+    assert!(
+        text.contains("the holder a is dead on every path; fence a"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("NodeId") && !text.contains("TakingOver"),
+        "{text}"
+    );
+    assert_eq!(State::TakingOver.to_string(), "taking_over");
+    assert_eq!(Intent::Retreat.to_string(), "retreat");
+    assert_eq!(
+        Reason::HealthFailed(Probe::Queue.bit() | Probe::Log.bit()).to_string(),
+        "local health failed (queue, log)"
+    );
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::cluster::{ClusterConfig, Member, NodeId, PathId, Timers};
+use crate::cluster::{ClusterConfig, Member, NodeId, PathId, RespawnPolicy, Timers};
 use crate::wire::Keyring;
 
 pub use error::{ConfigError, ConfigErrors, Location, Origin};
@@ -259,6 +259,14 @@ impl Config {
             .map(|(_, n)| n)
     }
 
+    /// A node's name (`node N` for an id not in the pool), for logs.
+    pub fn node_name(&self, id: NodeId) -> String {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map_or_else(|| format!("node {}", id.0), |n| n.name.clone())
+    }
+
     /// What the state machine needs; path ids are indexes into `paths`.
     pub fn cluster_config(&self) -> ClusterConfig {
         ClusterConfig {
@@ -276,6 +284,11 @@ impl Config {
             paths: u8::try_from(self.paths.len()).unwrap_or(u8::MAX),
             timers: self.timers,
             auto_failback: self.failover.auto_failback,
+            path_names: self.paths.iter().map(|p| p.name.clone()).collect(),
+            respawn: RespawnPolicy {
+                budget: self.daemon.respawn_budget,
+                ..RespawnPolicy::default()
+            },
         }
     }
 

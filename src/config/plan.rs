@@ -1,5 +1,6 @@
-//! The plan `check-config` prints: who is who, how heartbeats flow, and exactly what takeover
-//! and release will do on this node (DESIGN.md section 4), with the configured values.
+//! The plan `check-config` prints: who is who, how heartbeats flow, and the configured values.
+//! What takeover and release will do, in order, is printed after it from the step list itself
+//! (`takeover::steps::render`), which this module cannot see.
 //!
 //! Pure text from a [`Config`]; runs nothing.
 
@@ -21,17 +22,6 @@ fn node_line(c: &Config, n: &Node) -> String {
         "{} (id {}, priority {}) {addrs}",
         n.name, n.id.0, n.priority
     )
-}
-
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 fn list<T: ToString>(items: &[T]) -> String {
@@ -203,82 +193,5 @@ fn render(c: &Config, s: &mut String) -> std::fmt::Result {
     )?;
     writeln!(s, "  network_manager {}", n.network_manager)?;
 
-    let procs = list(
-        &f.stop_processes
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>(),
-    );
-    let patterns = list(
-        &f.delete_interfaces
-            .iter()
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>(),
-    );
-    let vips = list(
-        &f.vips
-            .iter()
-            .map(|v| format!("{} on {}", v.address, v.interface))
-            .collect::<Vec<_>>(),
-    );
-    let vip_addrs = list(
-        &f.vips
-            .iter()
-            .map(|v| format!("{} on {}", v.address.addr(), v.interface))
-            .collect::<Vec<_>>(),
-    );
-    let command = c
-        .nova_network_command()
-        .iter()
-        .map(|a| shell_word(a))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let chains = "nova's iptables chains (nova-network-*, nova-filter-top, nova-postrouting-bottom) and the jumps to them";
-
-    writeln!(s, "takeover, in order:")?;
-    writeln!(
-        s,
-        "  1. fence check: every peer has released, or is silent on every path for deadtime ({}) (no fence command configured)",
-        dur(t.deadtime)
-    )?;
-    writeln!(
-        s,
-        "  2. stop stray processes, by exact executable, in this namespace: {procs}"
-    )?;
-    writeln!(s, "  3. delete leftover interfaces matching: {patterns}")?;
-    writeln!(s, "  4. flush and delete {chains}")?;
-    writeln!(s, "  5. add VIPs: {vips}")?;
-    writeln!(s, "  6. gratuitous ARP / unsolicited NA for: {vip_addrs}")?;
-    writeln!(s, "  7. start nova-network: {command}")?;
-    writeln!(
-        s,
-        "  8. while active, announce every address appearing on {} or an interface matching {patterns}",
-        n.public_interface
-    )?;
-    writeln!(
-        s,
-        "  9. become Active once nova-network runs; {}",
-        match &c.bus {
-            Some(b) => format!(
-                "then it must consume network.{} within {:?} and keep its backlog draining, else release and report a fault",
-                n.host, b.consumer_grace
-            ),
-            None => "no bus configured: its queue is not watched".to_owned(),
-        }
-    )?;
-    let floating = match n.floating_range {
-        Some(r) => format!("addresses in {r} on {}", n.public_interface),
-        None => format!(
-            "floating IPs nova added on {} (floating_range not set)",
-            n.public_interface
-        ),
-    };
-    writeln!(s, "release, in order:")?;
-    writeln!(s, "  1. stop nova-network (SIGTERM, then SIGKILL)")?;
-    writeln!(s, "  2. stop processes: {procs}")?;
-    writeln!(s, "  3. delete interfaces matching: {patterns}")?;
-    writeln!(s, "  4. flush and delete {chains}")?;
-    writeln!(s, "  5. delete floating IPs: {floating}")?;
-    writeln!(s, "  6. delete VIPs: {vips}")?;
     Ok(())
 }

@@ -829,7 +829,7 @@ fn ini_nova_conf_loads_and_protects_its_interfaces() {
 fn plan_shows_nodes_nova_and_ordered_steps() {
     let f = Fixture::new(&example());
     let c = f.load().unwrap().config;
-    let plan = render_plan(&c);
+    let plan = render_plan(&c) + &crate::takeover::steps::render(&c);
     for needle in [
         &format!("this node: {HOST1} (id 1, priority 150) hb0=192.168.0.1"),
         &format!("  {HOST2} (id 2, priority 100) hb0=192.168.0.9"),
@@ -845,12 +845,15 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
         "  5. add VIPs: 10.2.3.120/32 on eth1",
         "  6. gratuitous ARP / unsolicited NA for: 10.2.3.120 on eth1",
         &format!(
-            "  7. start nova-network: /usr/bin/nova-network --flagfile={} --host=somehostname",
+            "  8. start nova-network: /usr/bin/nova-network --flagfile={} --host=somehostname",
             f.file("nova.conf").display()
         ),
-        "  9. become Active once nova-network runs; no bus configured",
-        "  5. delete floating IPs: addresses in 10.2.3.104/29 on eth1",
-        "  6. delete VIPs: 10.2.3.120/32 on eth1",
+        "  10. become Active once nova-network runs; no bus configured",
+        "  3. delete floating IPs: addresses in 10.2.3.104/29 on eth1",
+        "  4. delete VIPs: 10.2.3.120/32 on eth1",
+        "  5. delete the addresses of the interfaces matching br*, vlan* (nova's gateways)",
+        "  then the peer is told (it may take over now), and:",
+        "  6. delete leftover interfaces matching: br*, vlan*",
     ] {
         assert!(plan.contains(needle), "{needle:?} not in:\n{plan}");
     }
@@ -864,9 +867,10 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
         "  4. flush",
         "  5. add",
         "  6. grat",
-        "  7. start",
-        "  8. while",
-        "  9. become",
+        "  7. apply the mirror",
+        "  8. start",
+        "  9. while",
+        "  10. become",
     ]
     .iter()
     .map(|s| plan[takeover..].find(s).unwrap_or_else(|| panic!("{s}")))

@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -27,10 +28,10 @@ pub(super) struct MirrorRun {
     producer: Option<Producer>,
     pusher: Option<Pusher>,
     /// Floating IPs the last takeover's mirror added, until nova-network consumes.
-    pub(super) pending_reconcile: Option<Vec<IpNet>>,
+    pending_reconcile: Option<Vec<IpNet>>,
     /// Consumers on nova's queue when our nova-network started (a dead peer's nova-network
     /// stays a consumer until the broker notices), and whether the count moved since.
-    pub(super) reconcile_baseline: Option<(u32, bool)>,
+    reconcile_baseline: Option<(u32, bool)>,
     /// What became of the mirror at the last takeover, for `status`.
     pub(super) last_use: Option<String>,
 }
@@ -103,6 +104,20 @@ impl MirrorRun {
             peer.is_some_and(|p| p.alive && p.state.holds_service()),
         )?;
         Ok(held.snapshot)
+    }
+
+    /// A takeover applied the held snapshot: `detail` says what it did, `added` are the
+    /// floating IPs it added (reconciled once nova-network consumes), `consumers` the queue's
+    /// consumers when nova-network started.
+    pub(super) fn applied(
+        &mut self,
+        detail: Option<String>,
+        added: Vec<IpNet>,
+        consumers: Option<u32>,
+    ) {
+        self.last_use = detail;
+        self.pending_reconcile = Some(added);
+        self.reconcile_baseline = consumers.map(|c| (c, false));
     }
 
     /// Active: take snapshots and push them to every peer.
@@ -198,5 +213,39 @@ impl MirrorRun {
             "publishing": publishing,
             "last_takeover": self.last_use,
         })
+    }
+}
+
+/// Removes, in a task, the floating IPs the mirror added that nova-network did not keep; the
+/// result goes to `done`.
+pub(super) fn spawn_reconcile(
+    plan: Plan,
+    added: Vec<IpNet>,
+    done: mpsc::Sender<Result<Vec<IpNet>, String>>,
+) {
+    tokio::spawn(async move {
+        let result = crate::mirror::apply::reconcile(&plan, &added)
+            .await
+            .map_err(|e| e.to_string());
+        let _ = done.send(result).await;
+    });
+}
+
+/// The reconcile's result in words, for the `mirror` alert and `status`.
+pub(super) fn reconciled_detail(result: &Result<Vec<IpNet>, String>) -> String {
+    match result {
+        Ok(removed) if removed.is_empty() => {
+            "mirror reconciled: nova-network kept every floating IP the mirror added".to_owned()
+        }
+        Ok(removed) => format!(
+            "mirror reconciled: removed {} floating IP(s) nova-network did not keep: {}",
+            removed.len(),
+            removed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Err(e) => format!("mirror reconcile failed: {e}"),
     }
 }

@@ -1,82 +1,18 @@
 //! What `status` shows: this node, its peers as heard per path, the VIPs held, nova-network's
 //! pid, the last transition with its step timings, and the dropped-packet counters.
 
-use std::time::SystemTime;
-
 use serde_json::{Value, json};
 
 use super::Daemon;
-use crate::cluster::State;
-use crate::takeover::StepReport;
 
 /// Version of the status JSON; bumped when a field changes meaning.
 pub const STATUS_SCHEMA: u32 = 1;
-
-/// The last takeover or release, for `status`.
-#[derive(Debug, Clone)]
-pub struct Transition {
-    /// "takeover" or "release".
-    pub kind: &'static str,
-    /// When it finished (seconds since the epoch).
-    pub finished_at: u64,
-    /// Total duration.
-    pub total_ms: u64,
-    /// The step that failed, if any.
-    pub failed_step: Option<String>,
-    /// Each step's name, duration and detail.
-    pub steps: Vec<(String, u64, String)>,
-}
-
-impl Transition {
-    /// A record of a finished transition.
-    pub fn new(
-        kind: &'static str,
-        steps: &[StepReport],
-        total_ms: u64,
-        failed: Option<&str>,
-    ) -> Transition {
-        // Wall-clock time only labels the record for operators; no decision reads it.
-        #[allow(clippy::disallowed_methods)]
-        let finished_at = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        Transition {
-            kind,
-            finished_at,
-            total_ms,
-            failed_step: failed.map(str::to_owned),
-            steps: steps
-                .iter()
-                .map(|s| {
-                    (
-                        s.step.to_owned(),
-                        s.duration.as_millis() as u64,
-                        s.detail.clone(),
-                    )
-                })
-                .collect(),
-        }
-    }
-}
-
-fn state_name(s: State) -> &'static str {
-    match s {
-        State::Starting => "starting",
-        State::Standby => "standby",
-        State::TakingOver => "taking_over",
-        State::Active => "active",
-        State::Releasing => "releasing",
-        State::Fault => "fault",
-        State::Stopped => "stopped",
-    }
-}
 
 pub(super) fn render(d: &Daemon) -> Value {
     let now = d.now();
     let st = d.node.status(now);
     let me = d.config.this_node();
-    let paths: Vec<&str> = d.config.paths.iter().map(|p| p.name.as_str()).collect();
+    let paths = d.heartbeats.names();
     let peers: Vec<Value> = st
         .peers
         .iter()
@@ -87,7 +23,7 @@ pub(super) fn render(d: &Daemon) -> Value {
                 .enumerate()
                 .map(|(i, s)| {
                     (
-                        paths.get(i).copied().unwrap_or("?").to_owned(),
+                        paths.get(i).cloned().unwrap_or_else(|| i.to_string()),
                         s.map(|d| json!(d.as_millis() as u64))
                             .unwrap_or(Value::Null),
                     )
@@ -98,8 +34,8 @@ pub(super) fn render(d: &Daemon) -> Value {
                 "id": p.id.0,
                 "priority": p.priority,
                 "alive": p.alive,
-                "state": state_name(p.state),
-                "intent": format!("{:?}", p.intent).to_lowercase(),
+                "state": p.state.name(),
+                "intent": p.intent.name(),
                 "health_flags": p.health,
                 "generation": p.generation,
                 "last_heard_ms": silence,
@@ -118,23 +54,21 @@ pub(super) fn render(d: &Daemon) -> Value {
         Vec::new()
     };
     let drops: serde_json::Map<String, Value> = d
-        .receivers
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let counts: serde_json::Map<String, Value> = r
-                .counters()
+        .heartbeats
+        .counters()
+        .map(|(path, accepted, dropped)| {
+            let counts: serde_json::Map<String, Value> = dropped
                 .iter()
                 .filter(|(_, n)| *n > 0)
                 .map(|(reason, n)| (reason.to_string(), json!(n)))
                 .collect();
             (
-                paths.get(i).copied().unwrap_or("broker").to_owned(),
-                json!({"accepted": r.accepted(), "dropped": counts}),
+                path.to_owned(),
+                json!({"accepted": accepted, "dropped": counts}),
             )
         })
         .collect();
-    let transition = d.transition.as_ref().map(|t| {
+    let transition = d.runner.last().map(|t| {
         json!({
             "kind": t.kind,
             "finished_at": t.finished_at,
@@ -165,19 +99,19 @@ pub(super) fn render(d: &Daemon) -> Value {
             "name": me.name,
             "id": me.id.0,
             "priority": me.priority,
-            "state": state_name(st.state),
-            "intent": format!("{:?}", st.intent).to_lowercase(),
+            "state": st.state.name(),
+            "intent": st.intent.name(),
             "health_flags": st.health,
             "fault": st.fault,
             "generation": d.generation,
         },
         "peers": peers,
         "vips_held": vips,
-        "nova_network_pid": d.nova.as_ref().map(|n| n.pid),
+        "nova_network_pid": d.nova.as_ref().map(|n| n.pid()),
         "nova_host": d.config.nova.host,
         "last_transition": transition,
         "heartbeats": drops,
-        "recent_alerts": d.alerts.iter().collect::<Vec<_>>(),
+        "recent_alerts": d.alerts.recent().collect::<Vec<_>>(),
         "mirror": d.mirror.as_ref().map(super::mirror::MirrorRun::status),
     })
 }

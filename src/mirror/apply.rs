@@ -12,7 +12,8 @@ use rtnetlink::{LinkBridge, LinkUnspec};
 
 use super::snapshot::Snapshot;
 use crate::takeover::netlink::{Netlink, errno};
-use crate::takeover::{Plan, StepFailure, addrs, announce, firewall, links};
+use crate::takeover::steps::{self, Step};
+use crate::takeover::{Plan, StepError, StepFailure, addrs, announce, firewall, links};
 
 /// Why the snapshot could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -193,16 +194,22 @@ fn write_files(dir: &Path, snap: &Snapshot, done: &mut Applied) -> Result<(), Ap
 }
 
 /// Undo a partial or failed [`apply`]: nova's links, chains and floating IPs go (the
-/// release's pattern-scoped steps), and the files it wrote. The VIPs stay.
-pub async fn rollback(plan: &Plan, done: &Applied) -> Result<String, StepFailure> {
-    let links = crate::takeover::delete_links(plan).await?;
-    let chains = crate::takeover::remove_chains(plan).await?;
-    let floating = crate::takeover::del_floating(plan).await?;
+/// release's pattern-scoped steps, run as they are listed), and the files it wrote. The VIPs
+/// stay.
+pub async fn rollback(plan: &Plan, done: &Applied) -> Result<String, StepError> {
+    let mut parts = Vec::new();
+    for step in [Step::Links, Step::Firewall, Step::Floating] {
+        if let Some(report) = steps::run(step, plan).await {
+            let report = report?;
+            parts.push(format!("{} {}", report.step, report.detail));
+        }
+    }
     for name in &done.files {
         let _ = std::fs::remove_file(plan.networks_path.join(name));
     }
     Ok(format!(
-        "rolled back: links {links}; firewall {chains}; floating {floating}; {} file(s) removed",
+        "rolled back: {}; {} file(s) removed",
+        parts.join("; "),
         done.files.len()
     ))
 }

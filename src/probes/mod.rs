@@ -1,9 +1,13 @@
 //! Local health probes: each watches one thing and reports pass/fail changes as
-//! [`crate::cluster::Input::Health`] verdicts through a channel. They never decide anything:
-//! the state machine does.
+//! [`crate::cluster::Input::Health`] verdicts through a channel: [`links`] (netlink link
+//! events), [`log`] (fatal lines), [`nova`] (the nova-network child's exit) and [`queue`]
+//! (nova-network's queue as the broker sees it). They never decide anything: the state
+//! machine does.
 
 pub mod links;
 pub mod log;
+pub mod nova;
+pub mod queue;
 
 use crate::cluster::Probe;
 

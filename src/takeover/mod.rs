@@ -1,11 +1,12 @@
 //! Takeover and release: the ordered, idempotent, timed steps that move nova-network's
-//! network state to this node and take it away again (DESIGN.md section 4).
+//! network state to this node and take it away again (docs/design.md section 4).
 //!
 //! Each step is one driver module: [`procs`] (stray dnsmasq/radvd), [`links`] (nova's
 //! bridges and VLANs), [`firewall`] (nova's iptables chains), [`addrs`] (VIPs, floating IPs),
 //! [`announce`] (GARP / unsolicited NA, and the watcher for addresses nova binds later) and
-//! [`nova`] (the nova-network child, which the daemon supervises). [`takeover`] and
-//! [`release`] run them in the seed's order; a step is retried a bounded number of times, is
+//! [`nova`] (the nova-network child, which the daemon supervises). Their order is
+//! [`steps`]' lists, and nowhere else; [`takeover`] and [`release`] run the network steps of
+//! those lists; a step is retried a bounded number of times, is
 //! logged with `step` and `ms` fields, and leaves nothing half-applied (iptables in one
 //! restore, addresses one by one, each an idempotent kernel call). Everything acts on the
 //! calling thread's network namespace. Never decides *when* to run: that is [`crate::cluster`]'s
@@ -18,6 +19,7 @@ pub mod links;
 pub(crate) mod netlink;
 pub mod nova;
 pub mod procs;
+pub mod steps;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,8 @@ use tokio::time::Instant;
 use ipnet::IpNet;
 
 use crate::config::{Config, Vip};
+
+pub use steps::Step;
 
 /// How moved addresses are announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +199,7 @@ pub struct StepError {
 pub type Outcome = Result<Vec<StepReport>, (Vec<StepReport>, StepError)>;
 
 /// Run one step with retries, time and log it.
-async fn step<F, Fut>(
+async fn retried<F, Fut>(
     name: &'static str,
     retry: RetryPolicy,
     mut f: F,
@@ -269,7 +273,7 @@ async fn stop_procs(plan: &Plan) -> Result<String, StepFailure> {
         .join(", "))
 }
 
-pub(crate) async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
+async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
     let deleted = links::Links::open()?
         .delete_matching(&plan.delete_interfaces, &plan.protected_interfaces)
         .await?;
@@ -280,7 +284,7 @@ pub(crate) async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
     })
 }
 
-pub(crate) async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
+async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
     let removed = firewall::remove_chains(&plan.chain_prefix).await?;
     let mut parts = Vec::new();
     for r in &removed {
@@ -335,7 +339,7 @@ async fn del_vips(plan: &Plan) -> Result<String, StepFailure> {
     })
 }
 
-pub(crate) async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
+async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
     let Some(range) = plan.floating_range else {
         return Ok("no floating_range".into());
     };
@@ -399,71 +403,50 @@ pub async fn reannounce(plan: &Plan) -> Result<usize, StepFailure> {
     Ok(count)
 }
 
-/// Collect step results: on the first error, return the reports so far with it.
-macro_rules! run {
-    ($reports:ident, $e:expr) => {
-        match $e.await {
-            Ok(r) => $reports.push(r),
-            Err(e) => return Err(($reports, e)),
+/// Runs the network steps of `list` in order (the others are the daemon's or the state
+/// machine's); on the first failure, the reports so far with its error.
+pub async fn run_all(list: &[Step], plan: &Plan) -> Outcome {
+    let mut reports = Vec::new();
+    for &step in list {
+        match steps::run(step, plan).await {
+            None => {}
+            Some(Ok(report)) => reports.push(report),
+            Some(Err(e)) => return Err((reports, e)),
         }
-    };
+    }
+    Ok(reports)
 }
 
-/// Take nova-network's network state over, in the seed's order: (1) `procs` stop stray
-/// dnsmasq/radvd, (2) `links` delete leftover bridges/VLANs, (3) `firewall` remove nova's
-/// chains, (4) `addrs` add the VIPs, (5) `announce` GARP/NA for them. Starting nova-network
-/// ([`nova::NovaChild`]) and the address [`announce::Watcher`] are the caller's. Running it
-/// twice is harmless (each step reports `nothing to do` / `already present`).
+/// Take nova-network's network state over: the network steps of [`steps::TAKEOVER`]
+/// (`procs` stray dnsmasq/radvd, `links` leftover bridges/VLANs, `firewall` nova's chains,
+/// `addrs` the VIPs, `announce` GARP/NA for them). The mirror, nova-network and the address
+/// [`announce::Watcher`] are the caller's. Running it twice is harmless (each step reports
+/// `nothing to do` / `already present`).
 pub async fn takeover(plan: &Plan) -> Outcome {
-    let mut reports = Vec::new();
-    let r = plan.retry;
-    run!(reports, step("procs", r, || stop_procs(plan)));
-    run!(reports, step("links", r, || delete_links(plan)));
-    run!(reports, step("firewall", r, || remove_chains(plan)));
-    run!(reports, step("addrs", r, || add_vips(plan)));
-    run!(reports, step("announce", r, || announce_vips(plan)));
-    Ok(reports)
+    run_all(steps::TAKEOVER, plan).await
 }
 
-/// Give nova-network's network state up (after the caller stopped nova-network): `procs`
-/// stop dnsmasq/radvd, `links` delete bridges/VLANs, `firewall` remove nova's chains,
-/// `floating` delete the floating IPs (host addresses inside floating_range on the public
-/// interface), `vips` delete the VIPs. Running it twice is harmless.
+/// The clean slate at start-up ([`steps::CLEAN_SLATE`]): `procs`, `links`, `firewall`,
+/// `floating` (host addresses inside floating_range on the public interface), `vips`.
+/// Running it twice is harmless.
 pub async fn release(plan: &Plan) -> Outcome {
-    let mut reports = Vec::new();
-    let r = plan.retry;
-    run!(reports, step("procs", r, || stop_procs(plan)));
-    run!(reports, step("links", r, || delete_links(plan)));
-    run!(reports, step("firewall", r, || remove_chains(plan)));
-    run!(reports, step("floating", r, || del_floating(plan)));
-    run!(reports, step("vips", r, || del_vips(plan)));
-    Ok(reports)
+    run_all(steps::CLEAN_SLATE, plan).await
 }
 
-/// The first half of a release, what a peer must wait for before it takes over: `procs`
-/// stop dnsmasq/radvd, `floating` delete the floating IPs, `vips` delete the VIPs,
-/// `gateways` delete the addresses of nova's bridges. No address of the service is left
-/// here afterwards, so a peer may take them; the bridges and chains left behind carry no
-/// traffic and go with [`release_tidy`]. A few milliseconds, where deleting a bridge alone
-/// takes tens.
+/// The first half of a release ([`steps::RELEASE_ADDRESSES`], after the caller stopped
+/// nova-network), what a peer must wait for before it takes over: `procs` stop
+/// dnsmasq/radvd, `floating` delete the floating IPs, `vips` delete the VIPs, `gateways`
+/// delete the addresses of nova's bridges. No address of the service is left here
+/// afterwards; the bridges and chains left behind carry no traffic and go with
+/// [`release_tidy`]. A few milliseconds, where deleting a bridge alone takes tens.
 pub async fn release_addresses(plan: &Plan) -> Outcome {
-    let mut reports = Vec::new();
-    let r = plan.retry;
-    run!(reports, step("procs", r, || stop_procs(plan)));
-    run!(reports, step("floating", r, || del_floating(plan)));
-    run!(reports, step("vips", r, || del_vips(plan)));
-    run!(reports, step("gateways", r, || del_gateways(plan)));
-    Ok(reports)
+    run_all(steps::RELEASE_ADDRESSES, plan).await
 }
 
-/// The second half of a release: `links` delete bridges/VLANs, `firewall` remove nova's
-/// chains. Must finish before this node takes over again.
+/// The second half of a release ([`steps::RELEASE_TIDY`]): `links` delete bridges/VLANs,
+/// `firewall` remove nova's chains. Must finish before this node takes over again.
 pub async fn release_tidy(plan: &Plan) -> Outcome {
-    let mut reports = Vec::new();
-    let r = plan.retry;
-    run!(reports, step("links", r, || delete_links(plan)));
-    run!(reports, step("firewall", r, || remove_chains(plan)));
-    Ok(reports)
+    run_all(steps::RELEASE_TIDY, plan).await
 }
 
 /// Delete every address of the links the delete patterns match (nova's bridge gateways).

@@ -1,9 +1,9 @@
 //! The queue probe's judgement: is nova-network alive, judged from `network.<host>` samples.
 //!
-//! Owns the rules that turn (consumer count, message count) samples into a verdict, and the
-//! split-brain witness (a consumer where nobody should consume, DESIGN.md section 5). Pure: it
-//! is given time and samples, never reads a clock, never touches the broker (the samples come
-//! from [`crate::bus::BusEvent::QueueSample`]).
+//! Owns the rules that turn (consumer count, message count) samples into a verdict. The
+//! split-brain witness (a consumer where nobody should consume) is the state machine's, which
+//! knows who holds the service. Pure: it is given time and samples, never reads a clock, never
+//! touches the broker (the samples come from [`crate::bus::BusEvent::QueueSample`]).
 
 use std::time::{Duration, Instant};
 
@@ -158,17 +158,6 @@ impl QueueProbe {
             ok: status == Status::Ok,
             detail,
         })
-    }
-
-    /// The split-brain witness: true when more consumers are on the queue than should be.
-    ///
-    /// `we_hold`: this node holds the service (its nova-network consumes); `peer_stopped`: the
-    /// peer reports its nova-network stopped. With the peer stopped, the queue should have one
-    /// consumer (ours) when we hold and none otherwise; more is a zombie nova-network. One
-    /// consumer per nova-network process is assumed. While the peer may still run
-    /// nova-network, nothing can be concluded: false.
-    pub fn zombie(&self, consumers: u32, we_hold: bool, peer_stopped: bool) -> bool {
-        peer_stopped && consumers > u32::from(we_hold)
     }
 }
 
@@ -325,19 +314,5 @@ mod tests {
         p.started(c.at(20.0));
         assert_eq!(p.sample(c.at(25.0), 0, 0), None, "a fresh grace");
         assert!(p.sample(c.at(26.0), 1, 0).unwrap().ok);
-    }
-
-    #[test]
-    fn zombie_is_a_consumer_where_nobody_should_consume() {
-        let p = probe();
-        // Peer stopped, we do not hold: any consumer is a zombie.
-        assert!(p.zombie(1, false, true));
-        assert!(!p.zombie(0, false, true));
-        // Peer stopped, we hold: ours is expected, a second one is not.
-        assert!(!p.zombie(1, true, true));
-        assert!(p.zombie(2, true, true));
-        // Peer maybe running: no conclusion.
-        assert!(!p.zombie(3, false, false));
-        assert!(!p.zombie(3, true, false));
     }
 }
