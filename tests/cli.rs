@@ -1,5 +1,5 @@
 //! The binary's commands, run as an operator would: exit codes and what they print
-//! (DESIGN.md section 2).
+//! (docs/design.md section 2).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +12,7 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nova-network-ha"))
 }
 
-fn repo(rel: &str) -> PathBuf {
+pub(crate) fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
@@ -25,12 +25,12 @@ fn text(out: &Output) -> (String, String) {
 
 /// A directory holding a key file (mode 0600) and the seed's nova.conf, and the example
 /// configuration pointed at them through environment overrides.
-struct Setup {
+pub(crate) struct Setup {
     dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("authkeys");
         fs::write(&key, format!("auth 1\n1 hmac-sha256 {SECRET_HEX}\n")).unwrap();
@@ -42,7 +42,7 @@ impl Setup {
         self.dir.path().join("authkeys")
     }
 
-    fn check_config(&self, config: &Path) -> Output {
+    pub(crate) fn check_config(&self, config: &Path) -> Output {
         bin()
             .arg("check-config")
             .arg(config)

@@ -1,4 +1,4 @@
-//! Deterministic simulation of the failover state machine (DESIGN.md section 3, `cluster`;
+//! Deterministic simulation of the failover state machine (docs/design.md section 3, `cluster`;
 //! section 5, split brain). Thousands of seeded runs over 2 to 5 nodes with loss, duplication,
 //! delay and reordering, partitions, crashes and restarts, health failures and operator
 //! requests. A failure prints its seed; replay one with `NNHA_SIM_SEED=<seed>`.

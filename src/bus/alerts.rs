@@ -1,4 +1,4 @@
-//! Alerts on the bus (DESIGN.md section 6): their JSON, their routing key, the bounded buffer
+//! Alerts on the bus (docs/design.md section 6): their JSON, their routing key, the bounded buffer
 //! that holds them while the broker is away, publishing them with confirms, and watching them.
 //!
 //! Owns the alert format (`schemas/alert.schema.json` describes it) and the topic exchange's

@@ -1,4 +1,4 @@
-//! Heartbeats through the broker, an extra path beside the UDP ones (DESIGN.md section 5).
+//! Heartbeats through the broker, an extra path beside the UDP ones (docs/design.md section 5).
 //!
 //! Owns the fanout exchange `nova-network-ha.<cluster>.heartbeat` and this node's private queue
 //! bound to it. The bytes are opaque here: encoding, authentication and dropping our own

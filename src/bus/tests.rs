@@ -1,9 +1,9 @@
-//! Lab tests of the bus against the lab's RabbitMQ (`scripts/lab`, DESIGN.md section 7): each
+//! Lab tests of the bus against the lab's RabbitMQ (`scripts/lab`, docs/design.md section 7): each
 //! test brings up its own lab (prefix `lb<pid><n>`), runs the bus inside `PREFIX-net1` from a
 //! dedicated thread that `setns`es and builds a current-thread runtime there, and takes the
 //! lab down on the way out, even on failure. They never touch a broker outside the lab.
 //! Without root (or without RabbitMQ) they print why and pass. Lab tests run one at a time.
-//! Proves DESIGN.md section 6 (alerts published with confirms, buffered while the broker is
+//! Proves docs/design.md section 6 (alerts published with confirms, buffered while the broker is
 //! away, oldest dropped and counted) and the bus half of sections 3 and 5 (queue probe samples,
 //! heartbeats through the broker).
 

@@ -134,6 +134,7 @@ mod events;
 mod node;
 pub mod respawn;
 pub mod sim;
+pub mod timers;
 
 pub use events::{
     Action, Alert, AlertKind, Beat, Generation, Input, Intent, PeerBeat, PeerStatus, Probe, Reason,

@@ -1,4 +1,4 @@
-//! Unit tests of one node, input by input (DESIGN.md section 3, `cluster`).
+//! Unit tests of one node, input by input (docs/design.md section 3, `cluster`).
 #![allow(clippy::disallowed_methods)] // an epoch to add virtual time to
 
 use std::time::{Duration, Instant};

@@ -123,3 +123,22 @@ impl Inbox {
         }
     }
 }
+
+/// SIGTERM and SIGINT, each sent to the loop as a stop request.
+pub fn spawn_signals(shutdown: mpsc::Sender<()>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if shutdown.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}

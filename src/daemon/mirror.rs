@@ -19,7 +19,9 @@ use crate::cluster::{PathId, Status};
 use crate::config::{Config, Mirror};
 use crate::mirror::stream::{self, Producer, Pusher, Sender, Store, Trust};
 use crate::mirror::{Refusal, Snapshot};
-use crate::takeover::Plan;
+use crate::takeover::{Plan, Step, StepReport};
+
+use super::transition::MirrorOutcome;
 
 /// The mirror as the daemon runs it.
 pub(super) struct MirrorRun {
@@ -106,18 +108,32 @@ impl MirrorRun {
         Ok(held.snapshot)
     }
 
-    /// A takeover applied the held snapshot: `detail` says what it did, `added` are the
-    /// floating IPs it added (reconciled once nova-network consumes), `consumers` the queue's
-    /// consumers when nova-network started.
-    pub(super) fn applied(
+    /// A takeover finished with this `outcome` of the mirror step (`steps` are its reports,
+    /// `consumers` the queue's consumers when nova-network started): what it did is kept for
+    /// `status`, the floating IPs it added await the reconcile. Returns why it was rolled
+    /// back, for the alert, if it was.
+    pub(super) fn took_over(
         &mut self,
-        detail: Option<String>,
-        added: Vec<IpNet>,
+        outcome: MirrorOutcome,
+        steps: &[StepReport],
         consumers: Option<u32>,
-    ) {
-        self.last_use = detail;
-        self.pending_reconcile = Some(added);
-        self.reconcile_baseline = consumers.map(|c| (c, false));
+    ) -> Option<String> {
+        match outcome {
+            MirrorOutcome::Applied(added) => {
+                self.last_use = steps
+                    .iter()
+                    .find(|s| s.step == Step::Mirror.name())
+                    .map(|s| s.detail.clone());
+                self.pending_reconcile = Some(added);
+                self.reconcile_baseline = consumers.map(|c| (c, false));
+                None
+            }
+            MirrorOutcome::RolledBack(why) => {
+                self.last_use = Some(why.clone());
+                Some(why)
+            }
+            MirrorOutcome::NotUsed => None,
+        }
     }
 
     /// Active: take snapshots and push them to every peer.
@@ -146,7 +162,7 @@ impl MirrorRun {
                     producer.published.clone(),
                     self.settings.refresh,
                 ));
-                info!(check = ?producer.check, "mirror publishing");
+                info!(check = producer.check.name(), "mirror publishing");
                 self.producer = Some(producer);
             }
             Err(e) => warn!(error = %e, "mirror: cannot watch for changes; not publishing"),
@@ -202,7 +218,7 @@ impl MirrorRun {
                 "bytes": current.as_ref().map(|c| c.json.len()),
                 "age_ms": current.as_ref().map(|c| now.saturating_duration_since(c.taken).as_millis() as u64),
                 "summary": current.as_ref().map(|c| c.summary.clone()),
-                "iptables_check": format!("{:?}", p.check).to_lowercase(),
+                "iptables_check": p.check.name(),
                 "peers_connected": self.pusher.as_ref().map(|x| x.connected.load(Ordering::SeqCst)),
             })
         });

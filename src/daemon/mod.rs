@@ -17,7 +17,6 @@ pub mod transition;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -25,14 +24,14 @@ use crate::admin::{self, Reply, Request as AdminRequest};
 use crate::bus::{Bus, BusEvent, BusSettings};
 use crate::cluster::{self, Action, AlertKind, Input, Node, Probe, State};
 use crate::config::Config;
+use crate::probes;
 use crate::probes::nova::{Exited, Supervised};
 use crate::probes::queue::QueueProbe;
-use crate::probes::{self, Verdict};
 use crate::takeover;
 
 use heartbeat::{Heartbeats, NetError};
 use inbox::{Event, Inbox, Senders};
-use transition::{Finished, MirrorOutcome, Runner, TakenOver};
+use transition::{Finished, Runner, TakenOver};
 
 /// Why the daemon cannot start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -109,8 +108,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .map_err(DaemonError::Mirror)?;
     let admin = admin::Server::bind(&config.daemon.admin_socket)?;
     tokio::spawn(admin.serve(senders.calls.clone()));
-    spawn_signals(senders.shutdown.clone())?;
-    spawn_probes(&config, senders.verdicts.clone())?;
+    inbox::spawn_signals(senders.shutdown.clone()).map_err(DaemonError::Signal)?;
+    probes::spawn(&config, senders.verdicts.clone()).map_err(DaemonError::Probe)?;
 
     let runner = Runner::new(&config, senders.finished.clone());
     runner.clean_slate().await;
@@ -174,50 +173,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn spawn_signals(shutdown: mpsc::Sender<()>) -> Result<(), DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            if shutdown.send(()).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(())
-}
-
-fn spawn_probes(config: &Config, verdicts: mpsc::Sender<Verdict>) -> Result<(), DaemonError> {
-    if config.probes.watch_links {
-        let mut interfaces: Vec<String> = config
-            .failover
-            .vips
-            .iter()
-            .map(|v| v.interface.clone())
-            .collect();
-        interfaces.push(config.nova.public_interface.clone());
-        interfaces.sort();
-        interfaces.dedup();
-        let tx = verdicts.clone();
-        tokio::spawn(async move {
-            if let Err(e) = probes::links::watch(interfaces, tx).await {
-                error!(error = %e, "link probe stopped");
-            }
-        });
-    }
-    if let Some(file) = &config.probes.log_file {
-        let watch = probes::log::LogWatch::new(file.clone(), &config.probes.fatal_patterns)
-            .map_err(|e| DaemonError::Probe(e.to_string()))?;
-        tokio::spawn(watch.run(verdicts));
-    }
-    Ok(())
-}
-
 impl Daemon {
     fn now(&self) -> std::time::Instant {
         Instant::now().into_std()
@@ -272,7 +227,7 @@ impl Daemon {
             Action::BeginTakeover { reason, fence } => {
                 let name = |n: cluster::NodeId| self.config.node_name(n);
                 let fenced: Vec<String> = fence.iter().map(|&n| name(n)).collect();
-                info!(reason = %reason.describe(name), fence = ?fenced, "takeover begins");
+                info!(reason = %reason.describe(name), fence = %fenced.join(" "), "takeover begins");
                 let snapshot = self.choose_mirror();
                 self.runner.begin_takeover(snapshot);
             }
@@ -345,29 +300,18 @@ impl Daemon {
                 self.runner.record("takeover", &steps, None);
                 self.supervise(child);
                 self.start_watcher();
-                let rolled_back = match mirror {
-                    MirrorOutcome::Applied(added) => {
-                        if let Some(m) = &mut self.mirror {
-                            let detail = steps
-                                .iter()
-                                .find(|s| s.step == takeover::Step::Mirror.name())
-                                .map(|s| s.detail.clone());
-                            m.applied(detail, added, self.last_sample.map(|(c, _)| c));
-                        }
-                        None
+                let consumers = self.last_sample.map(|(c, _)| c);
+                let rolled_back = match &mut self.mirror {
+                    Some(m) => {
+                        let why = m.took_over(mirror, &steps, consumers);
+                        m.publish(&self.config, self.runner.plan(), self.generation)
+                            .await;
+                        why
                     }
-                    MirrorOutcome::RolledBack(why) => Some(why),
-                    MirrorOutcome::NotUsed => None,
+                    None => None,
                 };
-                if let Some(m) = &mut self.mirror {
-                    m.publish(&self.config, self.runner.plan(), self.generation)
-                        .await;
-                }
                 self.feed(Input::TakeoverDone(Ok(()))).await;
                 if let Some(why) = rolled_back {
-                    if let Some(m) = &mut self.mirror {
-                        m.last_use = Some(why.clone());
-                    }
                     self.alerts.raise(AlertKind::Mirror, why);
                 }
             }

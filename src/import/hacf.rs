@@ -284,7 +284,7 @@ pub(super) fn parse(text: &str, d: &mut Diag) -> HaCf {
                 Some(line),
                 format!(
                     "{content}: STONITH is not imported: nova-network-ha has no fence command \
-                     yet (DESIGN.md section 5)"
+                     yet (docs/design.md section 5)"
                 ),
             ),
             "respawn" => {

@@ -100,6 +100,16 @@ pub enum IptablesCheck {
     Periodic,
 }
 
+impl IptablesCheck {
+    /// Its name in logs and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IptablesCheck::Generation => "generation",
+            IptablesCheck::Periodic => "periodic",
+        }
+    }
+}
+
 /// What moved since the producer last looked, and its wake-up. The watch ends when this is
 /// dropped.
 pub struct Changes {

@@ -2,7 +2,7 @@
 //! namespace (`nnhat-<pid>-<n>`), runs the driver code inside it from a dedicated thread that
 //! `setns`es and builds a current-thread runtime there, and deletes the namespace and every
 //! process it started (by pid) on the way out, even on failure. Without root they print why
-//! and pass. Proves DESIGN.md section 4: steps are idempotent, touch only what they own, and
+//! and pass. Proves docs/design.md section 4: steps are idempotent, touch only what they own, and
 //! leave a network server clean.
 
 use std::collections::HashMap;
