@@ -6,22 +6,15 @@ use std::time::{Duration, Instant};
 use nova_network_ha::cluster::sim::{Sim, SimParams};
 use nova_network_ha::cluster::{
     Action, ClusterConfig, Input, Intent, Member, Node, NodeId, PathId, PeerBeat, RespawnPolicy,
-    State, StepFailed, Timers,
+    State, StepFailed,
 };
 
 use crate::cli::{Setup, repo};
 use crate::lab::harness::Lab;
 
-const MS: Duration = Duration::from_millis(1);
+use crate::simulation::timers;
 
-fn timers() -> Timers {
-    Timers {
-        keepalive: 100 * MS,
-        warntime: 200 * MS,
-        deadtime: 400 * MS,
-        initdead: 1000 * MS,
-    }
-}
+const MS: Duration = Duration::from_millis(1);
 
 fn pair(me: u16, respawn: RespawnPolicy) -> ClusterConfig {
     ClusterConfig {

@@ -11,7 +11,7 @@ use rand::Rng;
 
 const MS: Duration = Duration::from_millis(1);
 
-fn timers() -> Timers {
+pub(crate) fn timers() -> Timers {
     Timers {
         keepalive: 100 * MS,
         warntime: 200 * MS,
