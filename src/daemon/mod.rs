@@ -12,6 +12,7 @@ mod alerts;
 pub mod heartbeat;
 mod inbox;
 mod mirror;
+mod nova;
 mod status;
 pub mod transition;
 
@@ -25,8 +26,7 @@ use crate::bus::{Bus, BusEvent, BusSettings};
 use crate::cluster::{self, Action, AlertKind, Input, Node, Probe, State};
 use crate::config::Config;
 use crate::probes;
-use crate::probes::nova::{Exited, Supervised};
-use crate::probes::queue::QueueProbe;
+use crate::probes::nova::Exited;
 use crate::takeover;
 
 use heartbeat::{Heartbeats, NetError};
@@ -64,16 +64,14 @@ struct Daemon {
     heartbeats: Heartbeats,
     runner: Runner,
     alerts: alerts::AlertSink,
-    /// The running nova-network, supervised.
-    nova: Option<Supervised>,
+    /// Our nova-network: the child and its queue's judge.
+    nova: nova::Nova,
     /// Where drivers started from the loop report back.
     senders: Senders,
     /// While active: announces every address nova binds later.
     watcher: Option<takeover::announce::Watcher>,
     /// nova's RabbitMQ, when configured.
     bus: Option<Bus>,
-    /// Judges nova-network by its queue while it runs here.
-    queue_probe: Option<QueueProbe>,
     /// Last queue sample (consumers, messages), for `status`.
     last_sample: Option<(u32, u32)>,
     /// The warm standby's mirror, unless switched off.
@@ -88,12 +86,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     // nova's RabbitMQ: one more heartbeat path (after the UDP ones), the queue probe, alerts.
     let mut bus = None;
-    let mut queue_probe = None;
-    if let (Some(b), Some(settings)) = (&config.bus, BusSettings::from_config(&config)) {
-        queue_probe = Some(
-            QueueProbe::new(b.consumer_grace, b.backlog_window)
-                .with_queue(format!("network.{}", config.nova.host)),
-        );
+    if let Some(settings) = BusSettings::from_config(&config) {
         let (handle, events) = Bus::spawn(settings);
         inbox.bus = Some(events);
         bus = Some(handle);
@@ -129,16 +122,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     );
     let mut daemon = Daemon {
         alerts: alerts::AlertSink::new(&config, bus.clone()),
+        nova: nova::Nova::new(&config, senders.exits.clone(), senders.restarted.clone()),
         config,
         node,
         generation,
         heartbeats,
         runner,
-        nova: None,
         senders,
         watcher: None,
         bus,
-        queue_probe,
         last_sample: None,
         mirror,
         stopped: false,
@@ -238,10 +230,7 @@ impl Daemon {
                 if let Some(m) = &mut self.mirror {
                     m.stop_publishing();
                 }
-                if let Some(probe) = &mut self.queue_probe {
-                    probe.stopped();
-                }
-                self.runner.begin_release(self.nova.take());
+                self.runner.begin_release(self.nova.release());
             }
             Action::Alert(alert) => {
                 // Transitions carry their step timings.
@@ -256,7 +245,7 @@ impl Daemon {
                 after,
                 attempt,
                 budget,
-            } => self.restart_nova(after, attempt, budget),
+            } => self.nova.restart(after, attempt, budget),
             Action::Stopped => self.stopped = true,
         }
     }
@@ -298,7 +287,7 @@ impl Daemon {
                 mirror,
             }) => {
                 self.runner.record("takeover", &steps, None);
-                self.supervise(child);
+                self.nova.supervise(child);
                 self.start_watcher();
                 let consumers = self.last_sample.map(|(c, _)| c);
                 let rolled_back = match &mut self.mirror {
@@ -342,50 +331,19 @@ impl Daemon {
     /// Our nova-network exited: the state machine decides (restart in place within the
     /// respawn budget, or fail over).
     async fn on_nova_exit(&mut self, exit: Exited) {
-        if self.nova.as_ref().map(Supervised::pid) != Some(exit.pid) {
-            return;
+        if self.nova.exited(&exit) {
+            self.feed(Input::NovaExited).await;
         }
-        self.nova = None;
-        warn!(pid = exit.pid, status = %exit.status, "nova-network exited");
-        self.feed(Input::NovaExited).await;
     }
 
-    /// Starts nova-network again in place after `after`, as the respawn budget allows.
-    fn restart_nova(&mut self, after: std::time::Duration, attempt: u32, budget: u32) {
-        warn!(
-            attempt,
-            budget,
-            after_ms = after.as_millis() as u64,
-            "restarting nova-network in place"
-        );
-        let command = self.config.nova_network_command();
-        let restarted = self.senders.restarted.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let child = takeover::nova::NovaChild::spawn(&command).map_err(|e| e.to_string());
-            let _ = restarted.send(child).await;
-        });
-    }
-
-    /// A restarted nova-network: supervised if we are still active, else stopped at once (a
-    /// release began during the back-off). One that could not start is one more exit.
+    /// A nova-network restarted after its back-off; one that could not start is one more exit.
     async fn on_nova_restarted(&mut self, started: Result<takeover::nova::NovaChild, String>) {
+        let active = self.node.state() == State::Active;
         match started {
-            Ok(child) if self.node.state() == State::Active && self.nova.is_none() => {
-                self.supervise(child)
-            }
-            Ok(child) => {
-                let grace = self.config.daemon.nova_stop_grace;
-                let late = Supervised::start(child, grace, self.senders.exits.clone());
-                info!(
-                    pid = late.pid(),
-                    "no longer active: stopping the restarted nova-network"
-                );
-                tokio::spawn(late.stop());
-            }
+            Ok(child) => self.nova.restarted(child, active),
             Err(e) => {
                 error!(error = %e, "nova-network restart failed");
-                if self.node.state() == State::Active {
+                if active {
                     self.feed(Input::NovaExited).await;
                 }
             }
@@ -396,13 +354,7 @@ impl Daemon {
         match event {
             BusEvent::Connected => {
                 info!("bus connected");
-                // nova-network reconnects too after a broker outage: its consumer gets a fresh
-                // grace, so an outage of the broker never counts against nova-network.
-                if let Some(probe) = &mut self.queue_probe
-                    && probe.is_started()
-                {
-                    probe.started(Instant::now().into_std());
-                }
+                self.nova.bus_reconnected();
             }
             BusEvent::Disconnected { reason } => {
                 // The daemon goes on without the broker: UDP heartbeats decide, alerts wait.
@@ -430,15 +382,10 @@ impl Daemon {
     /// here, and witnesses a zombie one elsewhere (the state machine's call).
     async fn on_queue_sample(&mut self, consumers: u32, messages: u32) {
         self.last_sample = Some((consumers, messages));
-        let now = Instant::now().into_std();
-        let verdict = self
-            .queue_probe
-            .as_mut()
-            .and_then(|p| p.sample(now, consumers, messages));
-        if let Some(v) = verdict {
+        if let Some(v) = self.nova.sample(consumers, messages) {
             self.on_verdict(Probe::Queue, v.ok, &v.detail).await;
         }
-        let ours = self.nova.is_some() && self.node.state() == State::Active;
+        let ours = self.nova.runs() && self.node.state() == State::Active;
         // nova-network consumes: its start-up (init_host) is done, so what it did not put
         // back of the mirror's state is no longer nova's.
         if ours
@@ -454,15 +401,6 @@ impl Daemon {
             );
         }
         self.feed(Input::QueueConsumers { consumers, ours }).await;
-    }
-
-    /// Owns the child in a task: its exit is reported the instant it happens.
-    fn supervise(&mut self, child: takeover::nova::NovaChild) {
-        let grace = self.config.daemon.nova_stop_grace;
-        self.nova = Some(Supervised::start(child, grace, self.senders.exits.clone()));
-        if let Some(probe) = &mut self.queue_probe {
-            probe.started(Instant::now().into_std());
-        }
     }
 
     /// While active: announce every address that appears on the public interface or a managed

@@ -107,7 +107,7 @@ pub(super) fn render(d: &Daemon) -> Value {
         },
         "peers": peers,
         "vips_held": vips,
-        "nova_network_pid": d.nova.as_ref().map(|n| n.pid()),
+        "nova_network_pid": d.nova.pid(),
         "nova_host": d.config.nova.host,
         "last_transition": transition,
         "heartbeats": drops,
