@@ -119,11 +119,16 @@ fn main() {
         for _ in 0..rounds {
             let mut h = [0u8; HEADER_LEN];
             h.copy_from_slice(&frame_bytes[..HEADER_LEN]);
+            let mut head_tag = [0u8; TAG_LEN];
+            head_tag.copy_from_slice(&frame_bytes[HEADER_LEN..HEADER_LEN + TAG_LEN]);
             let mut tag = [0u8; TAG_LEN];
             tag.copy_from_slice(&frame_bytes[frame_bytes.len() - TAG_LEN..]);
-            let payload = &frame_bytes[HEADER_LEN..frame_bytes.len() - TAG_LEN];
+            let payload = &frame_bytes[HEADER_LEN + TAG_LEN..frame_bytes.len() - TAG_LEN];
             let ok = frame::read_header(&h, 1, &[NodeId(1)], &keys)
-                .and_then(|p| frame::verify(&p, &h, payload, &tag, &nonce, &keys))
+                .and_then(|p| {
+                    frame::verify_header(&p, &h, &head_tag, &nonce, &keys)?;
+                    frame::verify(&p, &h, payload, &tag, &nonce, &keys)
+                })
                 .is_ok()
                 && serde_json::from_slice::<Snapshot>(payload).is_ok();
             if !ok {

@@ -1,11 +1,16 @@
-//! The mirror's frames on its TCP stream: a fixed header, a payload, and an HMAC-SHA256 tag
-//! with the cluster's key (the heartbeats' keyring) over the connection's nonce, the header
-//! and the payload. The receiver sends a fresh random nonce when it accepts a connection, so a
-//! recorded frame cannot be replayed on another connection. Pure: no I/O here.
+//! The mirror's frames on its TCP stream: a fixed header and its own HMAC-SHA256 tag, a
+//! payload, and a tag over the whole frame, both with the cluster's key (the heartbeats'
+//! keyring) and over the connection's nonce. The receiver sends a fresh random nonce when it
+//! accepts a connection, so a recorded frame cannot be replayed on another connection. The
+//! header's tag lets the receiver authenticate the sender before it allocates, reads or
+//! hashes a single payload byte: the header's fields are no secret (a heartbeat shows them),
+//! the key is. Pure: no I/O here.
 //!
 //! Header, big-endian: magic `NNHM` (4), version (1), key id (1), kind (1), reserved (1),
 //! cluster id (4), sender node id (2), reserved (2), sender's boot generation (8), snapshot
-//! sequence number (8), payload length (4): 36 bytes; then the payload, then the 32-byte tag.
+//! sequence number (8), payload length (4): 36 bytes; then the header's 32-byte tag
+//! (HMAC over nonce and header), the payload, and the frame's 32-byte tag (HMAC over nonce,
+//! header and payload).
 
 use hmac::Mac;
 
@@ -14,8 +19,8 @@ use crate::wire::{Keyring, mac};
 
 /// First bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"NNHM";
-/// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this code writes and reads (2: the header has a tag of its own).
+pub const VERSION: u8 = 2;
 /// Header length.
 pub const HEADER_LEN: usize = 36;
 /// Tag length.
@@ -81,7 +86,7 @@ pub enum FrameError {
 /// The frame for `header` and `payload`, signed for the connection's `nonce` with the
 /// keyring's sending key.
 pub fn encode(header: &Header, payload: &[u8], nonce: &[u8; NONCE_LEN], keys: &Keyring) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + 2 * TAG_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(keys.send_id());
@@ -93,11 +98,16 @@ pub fn encode(header: &Header, payload: &[u8], nonce: &[u8; NONCE_LEN], keys: &K
     out.extend_from_slice(&header.generation.to_be_bytes());
     out.extend_from_slice(&header.seq.to_be_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    let mut head = mac(keys.send_secret());
+    head.update(nonce);
+    head.update(&out);
+    let mut whole = mac(keys.send_secret());
+    whole.update(nonce);
+    whole.update(&out);
+    whole.update(payload);
+    out.extend_from_slice(&head.finalize().into_bytes());
     out.extend_from_slice(payload);
-    let mut m = mac(keys.send_secret());
-    m.update(nonce);
-    m.update(&out);
-    out.extend_from_slice(&m.finalize().into_bytes());
+    out.extend_from_slice(&whole.finalize().into_bytes());
     out
 }
 
@@ -171,7 +181,25 @@ pub fn read_header(
     })
 }
 
-/// Verify the tag over nonce, header and payload with the header's key.
+/// Verify the header's own tag (over nonce and header) with its key: before any payload byte
+/// is read, allocated or hashed.
+pub fn verify_header(
+    pending: &Pending,
+    header: &[u8; HEADER_LEN],
+    tag: &[u8; TAG_LEN],
+    nonce: &[u8; NONCE_LEN],
+    keys: &Keyring,
+) -> Result<(), FrameError> {
+    let secret = keys
+        .get(pending.key)
+        .ok_or(FrameError::UnknownKey(pending.key))?;
+    let mut m = mac(secret);
+    m.update(nonce);
+    m.update(header);
+    m.verify_slice(tag).map_err(|_| FrameError::BadTag)
+}
+
+/// Verify the frame's tag over nonce, header and payload with the header's key.
 pub fn verify(
     pending: &Pending,
     header: &[u8; HEADER_LEN],
@@ -200,12 +228,16 @@ mod tests {
         Keyring::new(1, BTreeMap::from([(1, vec![secret; 32])])).unwrap()
     }
 
-    fn split(frame: &[u8]) -> ([u8; HEADER_LEN], Vec<u8>, [u8; TAG_LEN]) {
+    /// Header, header tag, payload, frame tag.
+    fn split(frame: &[u8]) -> ([u8; HEADER_LEN], [u8; TAG_LEN], Vec<u8>, [u8; TAG_LEN]) {
         let mut h = [0u8; HEADER_LEN];
         h.copy_from_slice(&frame[..HEADER_LEN]);
+        let mut ht = [0u8; TAG_LEN];
+        ht.copy_from_slice(&frame[HEADER_LEN..HEADER_LEN + TAG_LEN]);
         let mut t = [0u8; TAG_LEN];
         t.copy_from_slice(&frame[frame.len() - TAG_LEN..]);
-        (h, frame[HEADER_LEN..frame.len() - TAG_LEN].to_vec(), t)
+        let payload = frame[HEADER_LEN + TAG_LEN..frame.len() - TAG_LEN].to_vec();
+        (h, ht, payload, t)
     }
 
     const HEADER: Header = Header {
@@ -221,10 +253,28 @@ mod tests {
         let k = keys(0xab);
         let nonce = [3u8; NONCE_LEN];
         let frame = encode(&HEADER, b"{\"x\":1}", &nonce, &k);
-        let (h, payload, tag) = split(&frame);
+        let (h, head_tag, payload, tag) = split(&frame);
         let p = read_header(&h, 7, &[NodeId(2)], &k).unwrap();
         assert_eq!((p.header, p.payload_len), (HEADER, 7));
+        verify_header(&p, &h, &head_tag, &nonce, &k).unwrap();
         verify(&p, &h, &payload, &tag, &nonce, &k).unwrap();
+        // The header's tag: another nonce, another secret, or a changed payload length (a
+        // forged header asking for 64 MiB) are refused before any payload byte is read.
+        assert_eq!(
+            verify_header(&p, &h, &head_tag, &[4u8; NONCE_LEN], &k),
+            Err(FrameError::BadTag)
+        );
+        assert_eq!(
+            verify_header(&p, &h, &head_tag, &nonce, &keys(0xcd)),
+            Err(FrameError::BadTag)
+        );
+        let mut forged = h;
+        forged[32..36].copy_from_slice(&MAX_PAYLOAD.to_be_bytes());
+        let fp = read_header(&forged, 7, &[NodeId(2)], &k).unwrap();
+        assert_eq!(
+            verify_header(&fp, &forged, &head_tag, &nonce, &k),
+            Err(FrameError::BadTag)
+        );
         // Another connection's nonce: a replay.
         assert_eq!(
             verify(&p, &h, &payload, &tag, &[4u8; NONCE_LEN], &k),

@@ -5,7 +5,7 @@
 //! changed, otherwise a small `Current` frame every `refresh` so the standby knows its copy
 //! is still good. A frame is applied to the store only once read whole and verified.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -126,24 +126,45 @@ pub struct Trust {
     pub cluster: u32,
     /// The peers' node ids.
     pub peers: Vec<NodeId>,
+    /// The peers' addresses (on every heartbeat path): a connection from any other address
+    /// is closed at once, before a byte is read.
+    pub addresses: Vec<IpAddr>,
     /// The cluster's keys.
     pub keys: Keyring,
 }
 
+/// Connections held open at once, all listeners together: eight per peer, at least 16. A
+/// peer needs one per path (and its previous one while that times out); the cap bounds file
+/// descriptors, and leaves room for the peer when something on its address opens idle ones.
+pub fn connection_cap(peers: usize) -> usize {
+    (8 * peers).max(16)
+}
+
 /// Accept peers' connections on `listeners` for ever, keeping the newest snapshot in `store`.
-/// `idle` closes a connection that sent nothing for that long.
+/// `idle` closes a connection that sent nothing for that long. Only the peers' addresses are
+/// served, at most [`connection_cap`] connections at once; others are closed unread.
 pub async fn serve(listeners: Vec<TcpListener>, trust: Trust, store: Store, idle: Duration) {
+    let slots = Arc::new(Semaphore::new(connection_cap(trust.peers.len())));
     let mut tasks = Vec::new();
     for listener in listeners {
-        let (trust, store) = (trust.clone(), store.clone());
+        let (trust, store, slots) = (trust.clone(), store.clone(), slots.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(RECONNECT).await;
                     continue;
                 };
+                if !trust.addresses.contains(&peer.ip().to_canonical()) {
+                    debug!(peer = %peer, "mirror connection refused: not a peer's address");
+                    continue;
+                }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    debug!(peer = %peer, "mirror connection refused: too many open");
+                    continue;
+                };
                 let (trust, store) = (trust.clone(), store.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = receive(stream, &trust, &store, idle).await {
                         debug!(peer = %peer, error = %e, "mirror connection closed");
                     }
@@ -189,6 +210,13 @@ async fn receive(
             Ok(r) => r?,
         };
         let pending = frame::read_header(&header, trust.cluster, &trust.peers, &trust.keys)?;
+        // The sender proves it holds the key before a payload byte is allocated or read.
+        let mut head_tag = [0u8; TAG_LEN];
+        match tokio::time::timeout(idle, stream.read_exact(&mut head_tag)).await {
+            Err(_) => return Err(StreamError::Idle),
+            Ok(r) => r?,
+        };
+        frame::verify_header(&pending, &header, &head_tag, &nonce, &trust.keys)?;
         let mut payload = vec![0u8; pending.payload_len as usize];
         let mut tag = [0u8; TAG_LEN];
         let body = async {
@@ -477,5 +505,115 @@ mod tests {
                 max
             })
         );
+    }
+
+    use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
+
+    fn keys(secret: u8) -> Keyring {
+        Keyring::new(1, BTreeMap::from([(1, vec![secret; 32])])).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A listener on loopback serving `addresses` with the key 0xab; its address and store.
+    async fn listen(addresses: Vec<IpAddr>) -> (SocketAddr, Store) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let store = Store::default();
+        let trust = Trust {
+            cluster: 7,
+            peers: vec![NodeId(2)],
+            addresses,
+            keys: keys(0xab),
+        };
+        tokio::spawn(serve(
+            vec![listener],
+            trust,
+            store.clone(),
+            Duration::from_secs(5),
+        ));
+        (at, store)
+    }
+
+    /// Connects and reads the nonce; `None` when the listener closed the connection instead.
+    async fn connect(at: SocketAddr) -> (TcpStream, Option<[u8; NONCE_LEN]>) {
+        let mut s = TcpStream::connect(at).await.unwrap();
+        let mut nonce = [0u8; NONCE_LEN];
+        let got = tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut nonce)).await;
+        (s, matches!(got, Ok(Ok(_))).then_some(nonce))
+    }
+
+    /// Whether the listener closed `s` (EOF) within two seconds.
+    async fn closed(s: &mut TcpStream) -> bool {
+        let mut b = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
+    const HEADER: Header = Header {
+        kind: Kind::Snapshot,
+        cluster: 7,
+        node: NodeId(2),
+        generation: 1,
+        seq: 1,
+    };
+
+    #[tokio::test]
+    async fn a_peer_address_with_the_key_is_held() {
+        let (at, store) = listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]).await;
+        let (mut s, nonce) = connect(at).await;
+        let nonce = nonce.expect("a peer's address gets a nonce");
+        let json = serde_json::to_vec(&Snapshot::default()).unwrap();
+        s.write_all(&frame::encode(&HEADER, &json, &nonce, &keys(0xab)))
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if store.lock().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.lock().unwrap().as_ref().map(|h| h.seq), Some(1));
+    }
+
+    #[tokio::test]
+    async fn another_address_is_closed_unread() {
+        let (at, _) = listen(vec![IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))]).await;
+        let (_, nonce) = connect(at).await;
+        assert_eq!(nonce, None, "no nonce for an address that is not a peer's");
+    }
+
+    /// Issue 13: a header whose fields anyone can learn from a heartbeat, asking for the
+    /// largest payload, made the listener allocate and hash 64 MiB before the tag was
+    /// checked. Now the header's own tag is checked first: the connection is closed while
+    /// the sender has sent no payload at all.
+    #[tokio::test]
+    async fn a_forged_header_is_refused_before_its_payload() {
+        let (at, store) = listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]).await;
+        let (mut s, nonce) = connect(at).await;
+        let nonce = nonce.expect("a nonce");
+        let mut forged = frame::encode(&HEADER, &[], &nonce, &keys(0xcd));
+        forged[32..36].copy_from_slice(&frame::MAX_PAYLOAD.to_be_bytes());
+        s.write_all(&forged[..HEADER_LEN + TAG_LEN]).await.unwrap();
+        assert!(closed(&mut s).await, "the listener waited for the payload");
+        assert!(store.lock().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_closed() {
+        let (at, _) = listen(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]).await;
+        let mut open = Vec::new();
+        for _ in 0..connection_cap(1) {
+            let (s, nonce) = connect(at).await;
+            assert!(nonce.is_some(), "within the cap");
+            open.push(s);
+        }
+        let (_, nonce) = connect(at).await;
+        assert_eq!(nonce, None, "past the cap of {}", connection_cap(1));
+        // One closes: a slot is free again.
+        drop(open.pop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(connect(at).await.1.is_some());
     }
 }
