@@ -256,6 +256,18 @@ fn failed(steps: Vec<StepReport>, e: &StepError) -> Failed {
     }
 }
 
+/// A network step, its report added to `reports`.
+async fn run_network(
+    step: Step,
+    plan: &Plan,
+    reports: &mut Vec<StepReport>,
+) -> Result<(), StepError> {
+    if let Some(result) = steps::run(step, plan).await {
+        reports.push(result?);
+    }
+    Ok(())
+}
+
 /// The takeover list in order: the network steps, the mirror (when given a snapshot), then
 /// nova-network. The state machine's items (fence, active) and the watcher (started by the
 /// loop once the takeover is done) are not run here.
@@ -268,11 +280,11 @@ async fn run_takeover(
     let mut mirror = MirrorOutcome::NotUsed;
     for &step in steps::TAKEOVER {
         match (step.doer(), step) {
-            (Doer::Network, _) => match steps::run(step, plan).await {
-                Some(Ok(report)) => reports.push(report),
-                Some(Err(e)) => return Err(failed(reports, &e)),
-                None => {}
-            },
+            (Doer::Network, _) => {
+                if let Err(e) = run_network(step, plan, &mut reports).await {
+                    return Err(failed(reports, &e));
+                }
+            }
             (Doer::Daemon, Step::Mirror) => {
                 if let Some(snap) = &snapshot {
                     let (report, outcome) = apply_mirror(plan, snap).await;
@@ -357,11 +369,11 @@ async fn run_release(
     let mut reports = Vec::new();
     for &step in steps::RELEASE_ADDRESSES {
         match (step.doer(), step) {
-            (Doer::Network, _) => match steps::run(step, plan).await {
-                Some(Ok(report)) => reports.push(report),
-                Some(Err(e)) => return Err(failed(reports, &e)),
-                None => {}
-            },
+            (Doer::Network, _) => {
+                if let Err(e) = run_network(step, plan, &mut reports).await {
+                    return Err(failed(reports, &e));
+                }
+            }
             (Doer::Daemon, Step::StopNova) => {
                 if let Some(child) = nova.take() {
                     let started = Instant::now();

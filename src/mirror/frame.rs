@@ -190,13 +190,7 @@ pub fn verify_header(
     nonce: &[u8; NONCE_LEN],
     keys: &Keyring,
 ) -> Result<(), FrameError> {
-    let secret = keys
-        .get(pending.key)
-        .ok_or(FrameError::UnknownKey(pending.key))?;
-    let mut m = mac(secret);
-    m.update(nonce);
-    m.update(header);
-    m.verify_slice(tag).map_err(|_| FrameError::BadTag)
+    check_tag(pending, keys, &[nonce, header], tag)
 }
 
 /// Verify the frame's tag over nonce, header and payload with the header's key.
@@ -208,13 +202,23 @@ pub fn verify(
     nonce: &[u8; NONCE_LEN],
     keys: &Keyring,
 ) -> Result<(), FrameError> {
+    check_tag(pending, keys, &[nonce, header, payload], tag)
+}
+
+/// The HMAC of `parts` with the header's key, compared with `tag` in constant time.
+fn check_tag(
+    pending: &Pending,
+    keys: &Keyring,
+    parts: &[&[u8]],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), FrameError> {
     let secret = keys
         .get(pending.key)
         .ok_or(FrameError::UnknownKey(pending.key))?;
     let mut m = mac(secret);
-    m.update(nonce);
-    m.update(header);
-    m.update(payload);
+    for part in parts {
+        m.update(part);
+    }
     m.verify_slice(tag).map_err(|_| FrameError::BadTag)
 }
 
