@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Stand-in nova-network (FlatDHCPManager start-up + RPC server on oslo.messaging).
+"""Stand-in nova-network: FlatDHCPManager start-up by nova 17.0.13's own linux_net and l3 driver
+(linux_net.py here), an RPC server on oslo.messaging, a JSON database.
 
   nova_network.py --flagfile=/etc/nova/nova.conf --host=<shared host> [--db FILE]
                   [--record FILE] [--startup-delay 2] [--command-cost 0.05]
