@@ -4,7 +4,8 @@ made by nova's functions. What the stand-in supplies instead of nova:
 
 - `nova.utils.execute` -> `Runner.execute`: a plain subprocess, no sudo or rootwrap; it sleeps
   `command_cost` before every command nova runs with `run_as_root=True` (rootwrap's cost) and logs
-  every command with its timing.
+  every command with its timing; two adaptations to this machine (`Runner._compat`): brctl 1.7's
+  wording, ebtables without `--logical-in` where the kernel refuses it.
 - `objects.FixedIPList.get_by_network` (the only database call on these paths, in
   `linux_net.update_dhcp`) -> `FixedIPList`: simple fixed-IP objects with nova's attributes, from
   the JSON database.
@@ -99,14 +100,38 @@ class Runner:
                 self.log.append({"cmd": cmd, "rc": None, "skipped": True, "t": t0, "root": root})
                 return "", ""
             rc, out, err = self._run(cmd, data, env)
-            self.log.append({"cmd": cmd, "rc": rc, "t": t0, "root": root,
-                             "duration": round(time.time() - t0, 4)})
+            entry = {"cmd": cmd, "rc": rc, "t": t0, "root": root,
+                     "duration": round(time.time() - t0, 4)}
+            self.log.append(entry)
+            rc, out, err = self._compat(cmd, rc, out, err, data, env, entry)
             if ok is None or rc in ok:
                 return out, err
             if attempt + 1 < attempts:
                 time.sleep(0.05)
         raise NOVA.processutils.ProcessExecutionError(
             stdout=out, stderr=err, exit_code=rc, cmd=" ".join(cmd))
+
+    def _compat(self, cmd, rc, out, err, data, env, entry):
+        """This machine's tools and kernel against what nova 17 was written for (README):
+        - bridge-utils 1.7 says "can't add it to bridge" where 1.5/1.6 said "can't enslave it
+          to bridge", the text nova's ensure_bridge compares to accept a port already in it;
+        - ebtables-nft's `--logical-in BRIDGE` needs the kernel's nft bridge meta support
+          (CONFIG_NFT_BRIDGE_META, absent here, and no legacy ebtables): refused with
+          "Operation not supported", the rule is run again without it (one bridge per segment
+          in the lab: the same frames match)."""
+        if cmd[0] == "brctl" and "can't add it to bridge" in err:
+            entry["stderr_rewritten"] = err
+            err = err.replace("can't add it to bridge", "can't enslave it to bridge")
+        elif (cmd[0] == "ebtables" and rc != 0 and "Operation not supported" in err
+              and "--logical-in" in cmd):
+            i = cmd.index("--logical-in")
+            again = cmd[:i] + cmd[i + 2:]
+            t0 = time.time()
+            rc, out, err = self._run(again, data, env)
+            self.log.append({"cmd": again, "rc": rc, "t": t0, "root": entry["root"],
+                             "duration": round(time.time() - t0, 4),
+                             "instead_of": "--logical-in %s (kernel: not supported)" % cmd[i + 1]})
+        return rc, out, err
 
     @staticmethod
     def _run(cmd, data, env):

@@ -67,7 +67,7 @@ def main():
     check("-A nova-network-POSTROUTING -s 10.0.0.3/32 -m conntrack --ctstate DNAT -j SNAT "
           "--to-source 10.2.3.105" in save, "associate: POSTROUTING SNAT of DNATed replies")
     ebt = sh("ebtables", "-t", "nat", "-L", "PREROUTING")
-    check("--logical-in br100" in ebt and "10.0.0.3" in ebt,
+    check("--ip-src 10.0.0.3 --ip-dst ! 10.0.0.0/24 -j redirect" in ebt,
           "associate: ebtables nat redirect for 10.0.0.3 (nova's floating_ebtables_rules)")
     check("10.2.3.105/32" in sh("ip", "-o", "addr", "show", "dev", "eth1"),
           "associate: address bound")
