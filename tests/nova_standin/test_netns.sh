@@ -60,6 +60,16 @@ for _ in $(seq 1 1200); do grep -q ' ready \|failed' "$T/nn.log" && break; sleep
 t1=$(date +%s.%N)
 cat "$T/nn.log"
 echo "start-up to ready: $(echo "$t1 - $t0" | bc) s (includes interpreter start)"
+"$PY" - "$T/networks/nova-standin-applied.json" <<'EOF'
+import json, sys
+a = json.load(open(sys.argv[1]))
+c = a["commands"]
+print("nova's commands: %d, %d as root (each after the command cost), run time %.3f s, "
+      "init_host %.3f s; the slowest:" % (len(c), sum(x["root"] for x in c),
+                                          sum(x.get("duration", 0) for x in c), a["duration_s"]))
+for x in sorted(c, key=lambda x: -x.get("duration", 0))[:4]:
+    print("  %.3f s  %s" % (x["duration"], " ".join(x["cmd"])[:90]))
+EOF
 
 if $N ip -d link show br100 | grep -q 'bridge forward_delay 0'; then ok "br100 is a bridge, forward_delay 0"; else bad "br100 bridge"; fi
 if $N ip link show eth2 | grep -q 'master br100'; then ok "eth2 enslaved to br100"; else bad "eth2 not in br100"; fi
