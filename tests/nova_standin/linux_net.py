@@ -70,6 +70,7 @@ class Runner:
         self.dry = dry
         self.log = []
         self.last_restore = {}     # iptables-restore / ip6tables-restore: the last input
+        self.no_logical_in = False  # the kernel refused ebtables' --logical-in once (_compat)
 
     def execute(self, *cmd, **kw):
         cmd = [str(c) for c in cmd]
@@ -92,6 +93,11 @@ class Runner:
         if cmd[0].endswith("tables-restore") and data is not None:
             self.last_restore[cmd[0]] = data.decode(errors="replace")
         attempts = max(1, int(kw.get("attempts", 1)))
+        instead_of = None
+        if self.no_logical_in and cmd[0] == "ebtables" and "--logical-in" in cmd:
+            i = cmd.index("--logical-in")
+            instead_of = "--logical-in %s (kernel: not supported)" % cmd[i + 1]
+            cmd = cmd[:i] + cmd[i + 2:]
         for attempt in range(attempts):
             if root and self.cost > 0:
                 time.sleep(self.cost)
@@ -102,6 +108,8 @@ class Runner:
             rc, out, err = self._run(cmd, data, env)
             entry = {"cmd": cmd, "rc": rc, "t": t0, "root": root,
                      "duration": round(time.time() - t0, 4)}
+            if instead_of:
+                entry["instead_of"] = instead_of
             self.log.append(entry)
             rc, out, err = self._compat(cmd, rc, out, err, data, env, entry)
             if ok is None or rc in ok:
@@ -126,6 +134,7 @@ class Runner:
               and "--logical-in" in cmd):
             i = cmd.index("--logical-in")
             again = cmd[:i] + cmd[i + 2:]
+            self.no_logical_in = True     # later ebtables calls go without it at once
             t0 = time.time()
             rc, out, err = self._run(again, data, env)
             self.log.append({"cmd": again, "rc": rc, "t": t0, "root": entry["root"],
