@@ -1,356 +1,328 @@
-"""What nova-network's linux_net does at start for FlatDHCPManager, as commands.
+"""nova's own network code (nova 17.0.13, `nova.network.linux_net` and `nova.network.l3`), set up
+for the stand-in: every bridge, address, iptables/ebtables rule and dnsmasq the stand-in makes is
+made by nova's functions. What the stand-in supplies instead of nova:
 
-Every `ip`, `iptables-save`/`iptables-restore`, `dnsmasq`, `radvd`, sysctl and `kill -HUP` first
-sleeps `command_cost` seconds (nova ran each through sudo/rootwrap), then runs. Every command is
-logged with its timing in Runner.log.
+- `nova.utils.execute` -> `Runner.execute`: a plain subprocess, no sudo or rootwrap; it sleeps
+  `command_cost` before every command nova runs with `run_as_root=True` (rootwrap's cost) and logs
+  every command with its timing; two adaptations to this machine (`Runner._compat`): brctl 1.7's
+  wording, ebtables without `--logical-in` where the kernel refuses it.
+- `objects.FixedIPList.get_by_network` (the only database call on these paths, in
+  `linux_net.update_dhcp`) -> `FixedIPList`: simple fixed-IP objects with nova's attributes, from
+  the JSON database.
+- nova's manager (`FlatDHCPManager.init_host`, `FloatingIP._associate_floating_ip` /
+  `_disassociate_floating_ip`) -> `LinuxNet`: the same calls in the same order, on network dicts
+  from the JSON database.
+- configuration: nova's `CONF`, overridden from the flagfile (`configure`), `binary_name`
+  `nova-network` (the chain prefix) and the iptables manager rebuilt with it, `dhcpbridge`
+  pointing at dhcpbridge.py beside this file, `[oslo_concurrency] lock_path` per node.
 """
 import ipaddress
 import os
 import subprocess
+import tempfile
 import time
+import types
+import warnings
 
 BINARY_NAME = "nova-network"   # nova: basename of the running binary, [:16]
+HERE = os.path.dirname(os.path.abspath(__file__))
+DHCPBRIDGE = os.path.join(HERE, "dhcpbridge.py")
+
+# nova.conf options the stand-in passes from the flagfile to nova's CONF (DEFAULT group);
+# oslo.config converts the strings to each option's type.
+PASSED_FLAGS = ("host", "my_ip", "routing_source_ip", "public_interface", "flat_interface",
+                "flat_network_bridge", "dhcp_domain", "dhcp_lease_time", "metadata_port",
+                "send_arp_for_ha", "send_arp_for_ha_count", "share_dhcp_address",
+                "dnsmasq_config_file", "iptables_drop_action", "force_snat_range", "dmz_cidr",
+                "forward_bridge_interface", "dns_server", "update_dns_entries")
+
+NOVA = types.SimpleNamespace(ln=None, l3=None, conf=None, processutils=None)
 
 
-class CommandError(Exception):
-    pass
+def load_nova():
+    """Imports nova's network code (about 1 s: the stand-in counts it in its start-up delay)."""
+    if NOVA.ln is None:
+        warnings.filterwarnings("ignore", message="(?s).*[Ee]ventlet")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=SyntaxWarning)
+        from oslo_concurrency import processutils
+
+        import nova.conf
+        from nova.network import l3, linux_net
+        NOVA.ln, NOVA.l3, NOVA.conf = linux_net, l3, nova.conf.CONF
+        NOVA.processutils = processutils
+    return NOVA
+
+
+def errors():
+    """What a failed network step raises."""
+    n = load_nova()
+    from nova import exception
+    return (n.processutils.ProcessExecutionError, exception.NovaException, OSError, ValueError)
 
 
 class Runner:
+    """nova's `utils.execute`, without rootwrap: runs the command, returns (stdout, stderr),
+    raises processutils.ProcessExecutionError on an exit code nova does not accept."""
+
     def __init__(self, command_cost=0.05, dry=False):
         self.cost = command_cost
         self.dry = dry
         self.log = []
+        self.last_restore = {}     # iptables-restore / ip6tables-restore: the last input
+        self.no_logical_in = False  # the kernel refused ebtables' --logical-in once (_compat)
 
-    def run(self, cmd, input=None, ok_codes=(0,), cost=True):
-        if cost and self.cost > 0:
-            time.sleep(self.cost)
-        t0 = time.time()
-        if self.dry:
-            self.log.append({"cmd": cmd, "rc": None, "skipped": True, "t": t0})
-            return ""
-        p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=30)
-        self.log.append({"cmd": cmd, "rc": p.returncode, "t": t0,
-                         "duration": round(time.time() - t0, 4)})
-        if p.returncode not in ok_codes:
-            raise CommandError("%s: rc=%d: %s" % (" ".join(cmd), p.returncode, p.stderr.strip()))
-        return p.stdout
+    def execute(self, *cmd, **kw):
+        cmd = [str(c) for c in cmd]
+        root = bool(kw.get("run_as_root"))
+        check = kw.get("check_exit_code", True)
+        if check is True:
+            ok = (0,)
+        elif check is False:
+            ok = None
+        elif isinstance(check, int):
+            ok = (check,)
+        else:
+            ok = tuple(check)
+        data = kw.get("process_input")
+        if isinstance(data, str):
+            data = data.encode()
+        env = None
+        if kw.get("addl_env"):
+            env = dict(os.environ, **kw["addl_env"])
+        if cmd[0].endswith("tables-restore") and data is not None:
+            self.last_restore[cmd[0]] = data.decode(errors="replace")
+        attempts = max(1, int(kw.get("attempts", 1)))
+        instead_of = None
+        if self.no_logical_in and cmd[0] == "ebtables" and "--logical-in" in cmd:
+            i = cmd.index("--logical-in")
+            instead_of = "--logical-in %s (kernel: not supported)" % cmd[i + 1]
+            cmd = cmd[:i] + cmd[i + 2:]
+        for attempt in range(attempts):
+            if root and self.cost > 0:
+                time.sleep(self.cost)
+            t0 = time.time()
+            if self.dry:
+                self.log.append({"cmd": cmd, "rc": None, "skipped": True, "t": t0, "root": root})
+                return "", ""
+            rc, out, err = self._run(cmd, data, env)
+            entry = {"cmd": cmd, "rc": rc, "t": t0, "root": root,
+                     "duration": round(time.time() - t0, 4)}
+            if instead_of:
+                entry["instead_of"] = instead_of
+            self.log.append(entry)
+            rc, out, err = self._compat(cmd, rc, out, err, data, env, entry)
+            if ok is None or rc in ok:
+                return out, err
+            if attempt + 1 < attempts:
+                time.sleep(0.05)
+        raise NOVA.processutils.ProcessExecutionError(
+            stdout=out, stderr=err, exit_code=rc, cmd=" ".join(cmd))
 
-    def sleep_cost(self):
-        """Cost of a root command we do in-process (sysctl write)."""
-        if self.cost > 0:
-            time.sleep(self.cost)
-
-
-def device_exists(dev):
-    # nova: os.path.exists('/sys/class/net/<dev>'), no command
-    return os.path.exists("/sys/class/net/%s" % dev)
-
-
-# ---------------------------------------------------------------------------------------------
-# IptablesManager, after nova/network/linux_net.py (Folsom..Liberty shape):
-# wrapped chains are named "<binary_name>-<chain>", "$chain" in a rule means the wrapped chain.
-# ---------------------------------------------------------------------------------------------
-class IptablesTable:
-    def __init__(self):
-        self.chains = []          # wrapped chain names (short)
-        self.unwrapped = []       # shared chains: nova-filter-top, nova-postrouting-bottom
-        self.rules = []           # (chain, rule, wrap, top)
-
-    def add_chain(self, name, wrap=True):
-        lst = self.chains if wrap else self.unwrapped
-        if name not in lst:
-            lst.append(name)
-
-    def add_rule(self, chain, rule, wrap=True, top=False):
-        r = (chain, rule, wrap, top)
-        if r not in self.rules:
-            self.rules.append(r)
-
-    def remove_rule(self, chain, rule, wrap=True, top=False):
-        r = (chain, rule, wrap, top)
-        if r in self.rules:
-            self.rules.remove(r)
-
-    def _expand(self, text):
-        for c in sorted(self.chains, key=len, reverse=True):
-            text = text.replace("$" + c, "%s-%s" % (BINARY_NAME, c))
-        return text
-
-    def rule_lines(self, top):
-        out = []
-        for chain, rule, wrap, is_top in self.rules:
-            if is_top != top:
-                continue
-            name = "%s-%s" % (BINARY_NAME, chain) if wrap else chain
-            out.append("[0:0] -A %s %s" % (name, self._expand(rule)))
-        return out
-
-    def chain_lines(self):
-        return ([":%s - [0:0]" % c for c in self.unwrapped] +
-                [":%s-%s - [0:0]" % (BINARY_NAME, c) for c in self.chains])
-
-
-BUILTIN = {
-    "filter": {"INPUT": "ACCEPT", "FORWARD": "ACCEPT", "OUTPUT": "ACCEPT"},
-    "nat": {"PREROUTING": "ACCEPT", "INPUT": "ACCEPT", "OUTPUT": "ACCEPT", "POSTROUTING": "ACCEPT"},
-    "mangle": {"PREROUTING": "ACCEPT", "INPUT": "ACCEPT", "FORWARD": "ACCEPT",
-               "OUTPUT": "ACCEPT", "POSTROUTING": "ACCEPT"},
-}
-
-
-class IptablesManager:
-    def __init__(self, runner, use_ipv6=False):
-        self.runner = runner
-        self.use_ipv6 = use_ipv6
-        self.ipv4 = {"filter": IptablesTable(), "nat": IptablesTable(), "mangle": IptablesTable()}
-        self.ipv6 = {"filter": IptablesTable()}
-        self.last_restore = {}
-        for tables in (self.ipv4, self.ipv6):
-            tables["filter"].add_chain("nova-filter-top", wrap=False)
-            tables["filter"].add_rule("FORWARD", "-j nova-filter-top", wrap=False, top=True)
-            tables["filter"].add_rule("OUTPUT", "-j nova-filter-top", wrap=False, top=True)
-            tables["filter"].add_chain("local")
-            tables["filter"].add_rule("nova-filter-top", "-j $local", wrap=False)
-        builtin = {4: {"filter": ["INPUT", "OUTPUT", "FORWARD"],
-                       "nat": ["PREROUTING", "OUTPUT", "POSTROUTING"],
-                       "mangle": ["POSTROUTING"]},
-                   6: {"filter": ["INPUT", "OUTPUT", "FORWARD"]}}
-        for ver, tables in ((4, self.ipv4), (6, self.ipv6)):
-            for table, chains in builtin[ver].items():
-                for chain in chains:
-                    tables[table].add_chain(chain)
-                    tables[table].add_rule(chain, "-j $%s" % chain, wrap=False)
-        nat = self.ipv4["nat"]
-        nat.add_chain("nova-postrouting-bottom", wrap=False)
-        nat.add_rule("POSTROUTING", "-j nova-postrouting-bottom", wrap=False)
-        nat.add_chain("snat")
-        nat.add_rule("nova-postrouting-bottom", "-j $snat", wrap=False)
-        nat.add_chain("float-snat")
-        nat.add_rule("snat", "-j $float-snat")
+    def _compat(self, cmd, rc, out, err, data, env, entry):
+        """This machine's tools and kernel against what nova 17 was written for (README):
+        - bridge-utils 1.7 says "can't add it to bridge" where 1.5/1.6 said "can't enslave it
+          to bridge", the text nova's ensure_bridge compares to accept a port already in it;
+        - ebtables-nft's `--logical-in BRIDGE` needs the kernel's nft bridge meta support
+          (CONFIG_NFT_BRIDGE_META, absent here, and no legacy ebtables): refused with
+          "Operation not supported", the rule is run again without it (one bridge per segment
+          in the lab: the same frames match)."""
+        if cmd[0] == "brctl" and "can't add it to bridge" in err:
+            entry["stderr_rewritten"] = err
+            err = err.replace("can't add it to bridge", "can't enslave it to bridge")
+        elif (cmd[0] == "ebtables" and rc != 0 and "Operation not supported" in err
+              and "--logical-in" in cmd):
+            i = cmd.index("--logical-in")
+            again = cmd[:i] + cmd[i + 2:]
+            self.no_logical_in = True     # later ebtables calls go without it at once
+            t0 = time.time()
+            rc, out, err = self._run(again, data, env)
+            self.log.append({"cmd": again, "rc": rc, "t": t0, "root": entry["root"],
+                             "duration": round(time.time() - t0, 4),
+                             "instead_of": "--logical-in %s (kernel: not supported)" % cmd[i + 1]})
+        return rc, out, err
 
     @staticmethod
-    def _ours(line, table_obj):
-        """Is this iptables-save line ours (to be replaced)?"""
-        body = line.split("] ", 1)[1] if line.startswith("[") else line
-        if body.startswith(":"):
-            name = body[1:].split()[0]
-            return name.startswith(BINARY_NAME + "-") or name in table_obj.unwrapped
-        if body.startswith("-A "):
-            parts = body.split()
-            chain = parts[1]
-            if chain.startswith(BINARY_NAME + "-") or chain in table_obj.unwrapped:
-                return True
-            # unwrapped jumps into our chains from builtin chains
-            if "-j" in parts:
-                target = parts[parts.index("-j") + 1]
-                if target.startswith(BINARY_NAME + "-") or target in table_obj.unwrapped:
-                    return True
-        return False
+    def _run(cmd, data, env):
+        # Output to files, not pipes: a daemon the command starts (dnsmasq and its dhcp-script
+        # helper) may keep inherited descriptors open, and we wait for the command alone.
+        with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+            try:
+                p = subprocess.run(cmd, input=data, stdout=fo, stderr=fe, env=env, timeout=60,
+                                   stdin=None if data is not None else subprocess.DEVNULL)
+            except OSError as e:       # not installed: nova's processutils raises too
+                return 127, "", str(e)
+            fo.seek(0)
+            fe.seek(0)
+            return (p.returncode, fo.read().decode(errors="replace"),
+                    fe.read().decode(errors="replace"))
 
-    def _modify(self, saved, tables):
-        """Rewrite iptables-save output: drop our old lines, add ours, like nova's _modify_rules."""
-        sections = {}     # table -> list of lines between *table and COMMIT
-        order = []
-        cur = None
-        for line in saved.splitlines():
-            if line.startswith("*"):
-                cur = line[1:].strip()
-                sections[cur] = []
-                order.append(cur)
-            elif line.strip() == "COMMIT":
-                cur = None
-            elif cur is not None:
-                sections[cur].append(line)
-        out = []
-        for table in tables:
-            if table not in sections:
-                sections[table] = [":%s %s [0:0]" % (c, pol) for c, pol in BUILTIN[table].items()]
-                order.append(table)
-        for table in order:
-            lines = sections[table]
-            tobj = tables.get(table)
-            if tobj is not None:
-                kept = [rule for rule in lines if not self._ours(rule, tobj)]
-                decls = [rule for rule in kept if rule.startswith(":")]
-                rules = [rule for rule in kept
-                         if not rule.startswith(":") and not rule.startswith("#")]
-                lines = (decls + tobj.chain_lines() + tobj.rule_lines(top=True) + rules +
-                         tobj.rule_lines(top=False))
-            out.append("*%s" % table)
-            out.extend(lines)
-            out.append("COMMIT")
-        return "\n".join(out) + "\n"
 
-    def apply(self):
-        fams = [("iptables", self.ipv4)]
-        if self.use_ipv6:
-            fams.append(("ip6tables", self.ipv6))
-        for cmd, tables in fams:
-            saved = self.runner.run([cmd + "-save", "-c"])
-            new = self._modify(saved or "", tables)
-            self.last_restore[cmd] = new
-            self.runner.run([cmd + "-restore", "-c"], input=new)
+def lock_path(flags, networks_path):
+    """`[oslo_concurrency] lock_path`: the flag `lock_path`, else `locks` beside networks_path
+    (per node: a powered-off node's held lock must not stop the other's nova)."""
+    return flags.get("lock_path") or os.path.join(
+        os.path.dirname(os.path.abspath(networks_path)), "locks")
+
+
+def configure(flags, runner, networks_path, use_ipv6, flagfile_path=None):
+    """nova's CONF from the flagfile, nova's execute replaced, binary_name set and the
+    iptables manager rebuilt with it. Returns nova's linux_net module."""
+    n = load_nova()
+    conf = n.conf
+    if conf._args is None:
+        conf(args=[], project="nova", default_config_files=[], default_config_dirs=[])
+    for key in PASSED_FLAGS:
+        value = flags.get(key)
+        if value is not None:
+            conf.set_override(key, value.split(",") if key in (
+                "force_snat_range", "dmz_cidr", "forward_bridge_interface", "dns_server")
+                else value)
+    conf.set_override("networks_path", os.path.abspath(networks_path))
+    conf.set_override("use_ipv6", use_ipv6)
+    # The stand-in's own default (nova's is my_ip, different on each server): the VIP.
+    conf.set_override("metadata_host", flags.get("metadata_host",
+                                                 flags.get("routing_source_ip", "127.0.0.1")))
+    conf.set_override("dhcpbridge", DHCPBRIDGE)
+    if flagfile_path:
+        conf.set_override("dhcpbridge_flagfile", [os.path.abspath(flagfile_path)])
+    conf.set_override("fake_network", False)
+    conf.set_override("lock_path", lock_path(flags, networks_path), group="oslo_concurrency")
+    from nova import utils
+    utils.execute = runner.execute
+    ln = n.ln
+    ln.binary_name = BINARY_NAME
+    ln.iptables_manager = ln.IptablesManager()
+    ln.objects = types.SimpleNamespace(FixedIPList=FixedIPList)
+    return ln
 
 
 # ---------------------------------------------------------------------------------------------
-# The FlatDHCP start-up, command by command
+# The database side: network dicts and fixed-IP objects with nova's attributes
 # ---------------------------------------------------------------------------------------------
-def floating_forward_rules(floating, fixed):
-    return [("PREROUTING", "-d %s -j DNAT --to-destination %s" % (floating, fixed)),
-            ("OUTPUT", "-d %s -j DNAT --to-destination %s" % (floating, fixed)),
-            ("float-snat", "-s %s -j SNAT --to-source %s" % (fixed, floating))]
+def network_ref(net, index, bridge_default):
+    """A nova network (the keys linux_net and l3 read) from a database network."""
+    cidr = ipaddress.ip_network(net["cidr"])
+    ref = {"id": index, "uuid": "standin-net-%d" % index, "label": net.get("label", "private"),
+           "bridge": net.get("bridge") or bridge_default,
+           "bridge_interface": net.get("bridge_interface"), "cidr": str(cidr),
+           "gateway": net["gateway"], "broadcast": net["broadcast"], "netmask": net["netmask"],
+           "dhcp_start": net["dhcp_start"], "cidr_v6": net.get("cidr_v6"),
+           "gateway_v6": net.get("gateway_v6"), "multi_host": False, "share_address": False,
+           "enable_dhcp": True, "vlan": None, "mtu": None, "dns1": None, "dns2": None,
+           "host": None}
+    ref["dhcp_server"] = net.get("dhcp_server") or net["gateway"]
+    return ref
 
 
+class FixedIP:
+    """nova.objects.FixedIP, the attributes linux_net reads."""
+
+    def __init__(self, row, vif_id):
+        self.address = row["address"]
+        self.allocated = row.get("allocated", True)
+        self.leased = bool(row.get("leased", False))
+        self.default_route = True
+        self.virtual_interface_id = vif_id
+        self.virtual_interface = types.SimpleNamespace(address=row["mac"], id=vif_id)
+        self.instance = types.SimpleNamespace(hostname=row["hostname"])
+
+
+class FixedIPList:
+    """nova.objects.FixedIPList.get_by_network, answered from the JSON database."""
+    rows = []            # the database's fixed_ips, set by LinuxNet before nova reads them
+
+    @classmethod
+    def get_by_network(cls, context, network, host=None):
+        return [FixedIP(r, i) for i, r in enumerate(cls.rows, 1)
+                if r.get("bridge", network["bridge"]) == network["bridge"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# nova's manager, the network part: the calls FlatDHCPManager and FloatingIP make
+# ---------------------------------------------------------------------------------------------
 class LinuxNet:
-    def __init__(self, flags, runner, networks_path, use_ipv6=False):
+    def __init__(self, flags, runner, networks_path, use_ipv6=False, flagfile_path=None):
         self.flags = flags
         self.runner = runner
         self.networks_path = networks_path
         self.use_ipv6 = use_ipv6
-        self.ipt = IptablesManager(runner, use_ipv6)
-        self.public_interface = flags.get("public_interface", "eth0")
-        self.applied = {"bridges": [], "dnsmasq": [], "radvd": [], "floating": [],
-                        "addresses": []}
+        self.ln = configure(flags, runner, networks_path, use_ipv6, flagfile_path)
+        self.l3 = NOVA.l3.LinuxNetL3()
+        self.networks = []
+        self.applied = {"networks": [], "floating": [], "dnsmasq": [], "radvd": []}
 
-    def dhcp_file(self, dev, kind):
-        return os.path.abspath(os.path.join(self.networks_path, "nova-%s.%s" % (dev, kind)))
+    @property
+    def ipt(self):
+        return self.ln.iptables_manager
 
-    # linux_net.init_host + metadata: the SNAT of fixed_range to routing_source_ip
-    def init_host(self, fixed_range):
-        rsi = self.flags.get("routing_source_ip")
-        metadata_host = self.flags.get("metadata_host", rsi or "127.0.0.1")
-        metadata_port = self.flags.get_int("metadata_port", 8775)
-        nat = self.ipt.ipv4["nat"]
-        if rsi:
-            nat.add_rule("snat", "-s %s -j SNAT --to-source %s" % (fixed_range, rsi))
-        nat.add_rule("POSTROUTING", "-s %s -d %s/32 -j ACCEPT" % (fixed_range, metadata_host))
-        nat.add_rule("POSTROUTING", "-s %(r)s -d %(r)s -m conntrack ! --ctstate DNAT -j ACCEPT"
-                     % {"r": fixed_range})
-        nat.add_rule("PREROUTING", "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT "
-                     "--to-destination %s:%s" % (metadata_host, metadata_port))
-        # ensure_metadata_ip
-        self.runner.run(["ip", "addr", "add", "169.254.169.254/32", "scope", "link", "dev", "lo"],
-                        ok_codes=(0, 2, 254))
-        self.applied["addresses"].append("169.254.169.254/32 dev lo")
+    def _load(self, d):
+        bridge = self.flags.get("flat_network_bridge", "br100")
+        self.networks = [network_ref(net, i, bridge) for i, net in enumerate(d["networks"], 1)]
+        FixedIPList.rows = list(d["fixed_ips"])
 
-    # LinuxBridgeInterfaceDriver.ensure_bridge + initialize_gateway_device
-    def ensure_bridge(self, net, flat_interface):
-        bridge = net["bridge"]
-        iface = net.get("bridge_interface") or flat_interface
-        if not device_exists(bridge):
-            self.runner.run(["ip", "link", "add", "name", bridge, "type", "bridge",
-                             "forward_delay", "0", "stp_state", "0"])
-            self.runner.run(["ip", "link", "set", bridge, "up"])
-        if iface:
-            self.runner.run(["ip", "link", "set", iface, "master", bridge])
-            self.runner.run(["ip", "link", "set", iface, "up"])
-        prefix = ipaddress.ip_network(net["cidr"]).prefixlen
-        have = self.runner.run(["ip", "-o", "-4", "addr", "show", "dev", bridge, "scope",
-                                "global"])
-        want = "%s/%d" % (net["gateway"], prefix)
-        if want not in (have or ""):
-            self.runner.run(["ip", "addr", "add", want, "brd", net["broadcast"], "dev", bridge])
-        self.applied["addresses"].append("%s dev %s" % (want, bridge))
-        if self.use_ipv6 and net.get("gateway_v6"):
-            p6 = ipaddress.ip_network(net["cidr_v6"]).prefixlen
-            self.runner.run(["ip", "-f", "inet6", "addr", "change",
-                             "%s/%d" % (net["gateway_v6"], p6), "dev", bridge])
-        # initialize_gateway_device: sysctl -w net.ipv4.ip_forward=1
-        self.runner.sleep_cost()
-        if not self.runner.dry:
-            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-                f.write("1\n")
-            if self.use_ipv6:
-                with open("/proc/sys/net/ipv6/conf/all/forwarding", "w") as f:
-                    f.write("1\n")
-        filt = self.ipt.ipv4["filter"]
-        filt.add_rule("FORWARD", "--in-interface %s -j ACCEPT" % bridge)
-        filt.add_rule("FORWARD", "--out-interface %s -j ACCEPT" % bridge)
-        self.applied["bridges"].append({"bridge": bridge, "interface": iface, "gateway": want})
+    def network_for(self, fixed):
+        """The network of a fixed IP (nova: fixed_ip.network)."""
+        addr = ipaddress.ip_address(fixed)
+        for net in self.networks:
+            if addr in ipaddress.ip_network(net["cidr"]):
+                return net
+        if not self.networks:
+            raise ValueError("no network for fixed IP %s" % fixed)
+        return self.networks[0]
 
-    def _pid_alive_with(self, pidfile, needle):
-        try:
-            with open(pidfile) as f:
-                pid = int(f.read().strip())
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            return pid if needle in cmdline else None
-        except (OSError, ValueError):
-            return None
+    def interface(self, interface=None):
+        # nova: CONF.public_interface or floating_ip.interface
+        return NOVA.conf.public_interface or interface
 
-    # linux_net.update_dhcp + _add_dnsmasq_accept_rules
-    def update_dhcp(self, net, fixed_ips):
-        bridge = net["bridge"]
-        os.makedirs(self.networks_path, exist_ok=True)
-        conf = self.dhcp_file(bridge, "conf")
-        hosts = ["%s,%s.novalocal,%s" % (f["mac"], f["hostname"], f["address"])
-                 for f in fixed_ips if f.get("bridge", bridge) == bridge]
-        with open(conf, "w") as f:
-            f.write("\n".join(hosts) + ("\n" if hosts else ""))
-        filt = self.ipt.ipv4["filter"]
-        for port in (67, 53):
-            for proto in ("udp", "tcp"):
-                filt.add_rule("INPUT", "-i %s -p %s -m %s --dport %s -j ACCEPT"
-                              % (bridge, proto, proto, port))
-        pidfile = self.dhcp_file(bridge, "pid")
-        pid = self._pid_alive_with(pidfile, conf)
-        if pid:
-            self.runner.run(["kill", "-HUP", str(pid)])
-            self.applied["dnsmasq"].append({"bridge": bridge, "pid": pid, "action": "HUP"})
-            return
-        lease_max = ipaddress.ip_network(net["cidr"]).num_addresses
-        cmd = ["dnsmasq", "--strict-order", "--bind-interfaces", "--conf-file=",
-               "--pid-file=%s" % pidfile,
-               "--listen-address=%s" % net["gateway"],
-               "--except-interface=lo",
-               "--dhcp-range=set:%s,%s,static,%s,120s" % (net.get("label", "private"),
-                                                        net["dhcp_start"], net["netmask"]),
-               "--dhcp-lease-max=%d" % lease_max,
-               "--dhcp-hostsfile=%s" % conf,
-               "--leasefile-ro"]
-        self.runner.run(cmd)   # dnsmasq daemonizes: the parent exits, the daemon outlives us
-        self.applied["dnsmasq"].append({"bridge": bridge, "cmd": cmd, "pid_file": pidfile,
-                                        "action": "start"})
+    def init_host(self, d):
+        """FlatDHCPManager.init_host: iptables deferred, l3 initialize (SNAT per network,
+        metadata IP and forward), per network _setup_network_on_host, the floating IPs, then
+        one iptables apply."""
+        self._load(d)
+        ln = self.ln
+        ln.iptables_manager.defer_apply_on()
+        self.l3.initialize(fixed_range=False, networks=self.networks)
+        for net in self.networks:
+            self.setup_network_on_host(net)
+        for fl in d["floating_ips"]:
+            if fl.get("fixed_address"):
+                self.add_floating(fl["address"], fl["fixed_address"], fl.get("interface"))
+        ln.iptables_manager.defer_apply_off()
 
-    # linux_net.update_ra
-    def update_ra(self, net):
-        bridge = net["bridge"]
-        if not net.get("cidr_v6"):
-            return
-        conf = self.dhcp_file(bridge, "ra")
-        with open(conf, "w") as f:
-            f.write("interface %s\n{\n   AdvSendAdvert on;\n   MinRtrAdvInterval 3;\n"
-                    "   MaxRtrAdvInterval 10;\n   prefix %s\n   {\n        AdvOnLink on;\n"
-                    "        AdvAutonomous on;\n   };\n};\n" % (bridge, net["cidr_v6"]))
-        pidfile = self.dhcp_file(bridge, "pid.radvd")
-        pid = self._pid_alive_with(pidfile, conf)
-        if pid:
-            self.runner.run(["kill", str(pid)])
-        cmd = ["radvd", "-C", conf, "-p", pidfile]
-        self.runner.run(cmd)
-        self.applied["radvd"].append({"bridge": bridge, "cmd": cmd, "pid_file": pidfile})
+    def setup_network_on_host(self, net):
+        """FlatDHCPManager._setup_network_on_host (shared DHCP address: the gateway)."""
+        ln = self.ln
+        is_ext = net["dhcp_server"] is not None and net["dhcp_server"] != net["gateway"]
+        self.l3.initialize_network(net["cidr"], is_ext)
+        self.l3.initialize_gateway(net)          # plug -> ensure_bridge, gateway device
+        dev = ln.get_dev(net)
+        ln.update_dhcp(None, dev, net)           # hosts file, restart_dhcp (dnsmasq or HUP)
+        self.applied["networks"].append({"bridge": dev, "cidr": net["cidr"],
+                                         "dhcp_server": net["dhcp_server"]})
+        self.applied["dnsmasq"].append({"bridge": dev, "pid_file": ln._dhcp_file(dev, "pid"),
+                                        "pid": ln._dnsmasq_pid_for(dev)})
+        if self.use_ipv6 and net.get("cidr_v6"):
+            ln.update_ra(None, dev, net)
+            self.applied["radvd"].append({"bridge": dev, "pid_file": ln._ra_file(dev, "pid")})
+            # nova then stores the bridge's link-local address as gateway_v6 (no DB here)
 
-    # floating: bind_floating_ip + ensure_floating_forward (deferred apply)
     def add_floating(self, floating, fixed, interface=None):
-        dev = interface or self.public_interface
-        # rc 2: address already there (nova's check_exit_code=[0, 2, 254])
-        self.runner.run(["ip", "addr", "add", "%s/32" % floating, "dev", dev],
-                        ok_codes=(0, 2, 254))
-        for chain, rule in floating_forward_rules(floating, fixed):
-            self.ipt.ipv4["nat"].add_rule(chain, rule)
+        """l3 add_floating_ip: ensure_floating_forward (+ ebtables), bind_floating_ip."""
+        dev = self.interface(interface)
+        self.l3.add_floating_ip(floating, fixed, dev, self.network_for(fixed))
+        self.applied["floating"] = [f for f in self.applied["floating"]
+                                    if f["floating"] != floating]
         self.applied["floating"].append({"floating": floating, "fixed": fixed, "dev": dev})
 
     def remove_floating(self, floating, fixed, interface=None):
-        dev = interface or self.public_interface
-        for chain, rule in floating_forward_rules(floating, fixed):
-            self.ipt.ipv4["nat"].remove_rule(chain, rule)
-        self.ipt.apply()
-        self.runner.run(["ip", "addr", "del", "%s/32" % floating, "dev", dev],
-                        ok_codes=(0, 2, 254))
+        """l3 remove_floating_ip: unbind_floating_ip, remove_floating_forward (+ ebtables),
+        clean_conntrack."""
+        dev = self.interface(interface)
+        self.l3.remove_floating_ip(floating, fixed, dev, self.network_for(fixed))
         self.applied["floating"] = [f for f in self.applied["floating"]
                                     if f["floating"] != floating]
 
     def associate(self, floating, fixed, interface=None):
         self.add_floating(floating, fixed, interface)
-        self.ipt.apply()
+

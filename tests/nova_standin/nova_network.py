@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Stand-in nova-network (FlatDHCPManager start-up + RPC server on oslo.messaging).
+"""Stand-in nova-network: FlatDHCPManager start-up by nova 17.0.13's own linux_net and l3 driver
+(linux_net.py here), an RPC server on oslo.messaging, a JSON database.
 
   nova_network.py --flagfile=/etc/nova/nova.conf --host=<shared host> [--db FILE]
                   [--record FILE] [--startup-delay 2] [--command-cost 0.05]
@@ -86,11 +87,11 @@ class Recorder:
 class NetworkState:
     """The DB (JSON file or in-memory default) plus the live linux_net, behind one lock."""
 
-    def __init__(self, flags, args, runner, networks_path, use_ipv6):
+    def __init__(self, flags, args, runner, networks_path, use_ipv6, flagfile_path=None):
         self.flags = flags
         self.db_path = args.db or flags.get("standin_db")
         self.lock = threading.Lock()
-        self.net = linux_net.LinuxNet(flags, runner, networks_path, use_ipv6)
+        self.net = linux_net.LinuxNet(flags, runner, networks_path, use_ipv6, flagfile_path)
         self.skip_network = args.skip_network
 
     def load(self):
@@ -104,26 +105,10 @@ class NetworkState:
         return d
 
     def init_host(self):
-        """FlatDHCPManager.init_host: l3 initialize, networks, floating IPs; iptables applied
-        once at the end (nova's deferred apply)."""
+        """FlatDHCPManager.init_host, by nova's linux_net and l3 driver (linux_net.LinuxNet):
+        iptables applied once at the end (nova's deferred apply)."""
         d = self.load()
-        bridge_flag = self.flags.get("flat_network_bridge", "br100")
-        flat_if = self.flags.get("flat_interface")
-        fixed_range = self.flags.get("fixed_range") or (d["networks"][0]["cidr"]
-                                                         if d["networks"] else "10.0.0.0/24")
-        n = self.net
-        n.init_host(fixed_range)
-        for net in d["networks"]:
-            net = dict(net)
-            net.setdefault("bridge", bridge_flag)
-            n.ensure_bridge(net, flat_if)
-            n.update_dhcp(net, d["fixed_ips"])
-            if n.use_ipv6:
-                n.update_ra(net)
-        for fl in d["floating_ips"]:
-            if fl.get("fixed_address"):
-                n.add_floating(fl["address"], fl["fixed_address"], fl.get("interface"))
-        n.ipt.apply()
+        self.net.init_host(d)
         return d
 
     def _update_db(self, fn):
@@ -294,6 +279,7 @@ def main(argv=None):
     recorder = Recorder(record_path, host, node)
 
     # nova's imports + DB connection: our own imports count towards the delay
+    linux_net.load_nova()
     if not args.skip_rpc:
         import oslo_messaging  # noqa: F401
         import transport  # noqa: F401
@@ -302,24 +288,24 @@ def main(argv=None):
         return 0
 
     runner = linux_net.Runner(command_cost, dry=args.skip_network)
-    state = NetworkState(flags, args, runner, networks_path, use_ipv6)
+    state = NetworkState(flags, args, runner, networks_path, use_ipv6, args.flagfile)
     t_net = time.time()
     if not args.skip_network:
         try:
             d = state.init_host()
-        except (linux_net.CommandError, OSError, ValueError) as e:
+        except linux_net.errors() as e:
             log("init_host failed", error=str(e))
             recorder.event("init_host_failed", error=str(e))
             return 1
         applied = {"host": host, "node": node, "pid": os.getpid(), "time": time.time(),
                    "duration_s": round(time.time() - t_net, 3), "command_cost": command_cost,
                    "commands": runner.log, "applied": state.net.applied,
-                   "iptables_restore": state.net.ipt.last_restore}
+                   "iptables_restore": runner.last_restore}
         applied_path = os.path.join(networks_path, "nova-standin-applied.json")
         with open(applied_path, "w") as f:
             json.dump(applied, f, indent=1, default=str)
         log("init_host done", duration_s=round(time.time() - t_net, 3),
-            commands=len(runner.log), bridges=len(state.net.applied["bridges"]),
+            commands=len(runner.log), bridges=len(state.net.applied["networks"]),
             floating=len(state.net.applied["floating"]), networks=len(d["networks"]),
             applied=applied_path)
     else:

@@ -36,16 +36,21 @@ def main():
     runner = linux_net.Runner(0.0)
     # a foreign rule that nova's apply must keep
     sh("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.0/24", "-j", "MASQUERADE")
-    st = nova_network.NetworkState(flags, args, runner, flags.get("networks_path"), False)
+    st = nova_network.NetworkState(flags, args, runner, flags.get("networks_path"), False,
+                                   flags_path)
     st.init_host()
     cmds = [" ".join(c["cmd"]) for c in runner.log]
-    check(not any(c.startswith("ip link add") for c in cmds),
-          "restart on leftover state: no bridge re-created")
+    check(not any(c.startswith("brctl addbr") for c in cmds),
+          "restart on leftover state: no bridge re-created (nova's ensure_bridge)")
+    check(not any(c.startswith("ip addr add 10.0.0.1") for c in cmds),
+          "restart: gateway address kept (nova's initialize_gateway_device)")
     check(any(c.startswith("kill -HUP") for c in cmds),
-          "restart: running dnsmasq HUPed, not restarted")
+          "restart: running dnsmasq HUPed, not restarted (nova's restart_dhcp)")
     save = sh("iptables-save")
-    check(save.count("-A nova-network-snat -s 10.0.0.0/24 -j SNAT --to-source 10.2.3.120") == 1,
-          "restart: SNAT rule present once")
+    check(save.count("-A nova-network-snat -s 10.0.0.0/24 -o eth1 -j SNAT --to-source 10.2.3.120")
+          == 1, "restart: SNAT rule present once")
+    check(save.count("-A nova-network-float-snat -s 10.0.0.3/32 -o eth1 -j SNAT --to-source "
+                     "10.2.3.104") == 1, "restart: float-snat rule present once")
     check("-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE" in save, "foreign rule kept")
     check(save.count("-A FORWARD -j nova-filter-top") == 1, "jump to nova-filter-top once")
 
@@ -55,8 +60,15 @@ def main():
           "associate: DNAT PREROUTING")
     check("-A nova-network-OUTPUT -d 10.2.3.105/32 -j DNAT --to-destination 10.0.0.3" in save,
           "associate: DNAT OUTPUT")
-    check("-A nova-network-float-snat -s 10.0.0.3/32 -j SNAT --to-source 10.2.3.105" in save,
-          "associate: float-snat")
+    check("-A nova-network-float-snat -s 10.0.0.3/32 -d 10.0.0.3/32 -j SNAT --to-source 10.2.3.105"
+          in save, "associate: float-snat (to the fixed IP)")
+    check("-A nova-network-float-snat -s 10.0.0.3/32 -o eth1 -j SNAT --to-source 10.2.3.105"
+          in save, "associate: float-snat (out of public_interface)")
+    check("-A nova-network-POSTROUTING -s 10.0.0.3/32 -m conntrack --ctstate DNAT -j SNAT "
+          "--to-source 10.2.3.105" in save, "associate: POSTROUTING SNAT of DNATed replies")
+    ebt = sh("ebtables", "-t", "nat", "-L", "PREROUTING")
+    check("--ip-src 10.0.0.3 --ip-dst ! 10.0.0.0/24 -j redirect" in ebt,
+          "associate: ebtables nat redirect for 10.0.0.3 (nova's floating_ebtables_rules)")
     check("10.2.3.105/32" in sh("ip", "-o", "addr", "show", "dev", "eth1"),
           "associate: address bound")
     import db as standin_db

@@ -4,6 +4,10 @@
 # over later; check.py proves what was lost or duplicated.
 #   tests/nova_standin/test_rpc.sh [TERM|KILL] [broker-host] [stand-in flags...]
 #   (default KILL 127.0.0.1; e.g. `test_rpc.sh KILL 127.0.0.1 --ack-after-handle`)
+# STANDIN_FLAGS: more flagfile lines for stand-ins and casters, e.g. against a lab broker (user
+# nova), from its namespace:
+#   ip netns exec P-broker env STANDIN_FLAGS=$'--rabbit_userid=nova\n--rabbit_password=nova' \
+#     tests/nova_standin/test_rpc.sh KILL 10.9.0.10
 set -u
 SIG=${1:-KILL}
 BROKER=${2:-127.0.0.1}
@@ -27,6 +31,7 @@ trap cleanup EXIT
 trap "exit 130" INT TERM HUP PIPE
 cp "$ROOT/tests/fixtures/nova.conf.flagfile" "$T/nova.conf"
 printf -- '--rabbit_host=%s\n--networks_path=%s/networks\n' "$BROKER" "$T" >>"$T/nova.conf"
+if [ -n "${STANDIN_FLAGS:-}" ]; then printf '%s\n' "$STANDIN_FLAGS" >>"$T/nova.conf"; fi
 "$PY" "$D/db.py" init "$T/db.json" >/dev/null
 
 start_nn() { # name
