@@ -63,6 +63,11 @@ impl MirrorRun {
         let trust = Trust {
             cluster: config.cluster_id,
             peers: config.peers().map(|p| p.id).collect(),
+            addresses: config
+                .peers()
+                .flat_map(|p| (0..config.paths.len()).filter_map(|i| p.address(PathId(i as u8))))
+                .map(|ip| ip.to_canonical())
+                .collect(),
             keys: config.keyring.clone(),
         };
         let idle = (settings.refresh * 3).max(Duration::from_secs(3));
