@@ -32,6 +32,10 @@ fn snapshot(n: usize) -> Snapshot {
     Snapshot {
         iptables_v4: nat,
         iptables_v6: String::new(),
+        ebtables: vec![
+            "-p IPv4 --ip-src 10.0.0.3 --ip-dst ! 10.0.0.0/24 -j redirect".into();
+            ips.len().min(1)
+        ],
         public_interface: "eth1".into(),
         floating: ips
             .iter()

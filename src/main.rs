@@ -311,6 +311,14 @@ fn check_config(path: &Path) -> ExitCode {
                 "{}",
                 nova_network_ha::takeover::steps::render(&loaded.config)
             );
+            let plan = nova_network_ha::takeover::Plan::from_config(&loaded.config);
+            match runtime() {
+                Ok(rt) => print!(
+                    "{}",
+                    rt.block_on(nova_network_ha::takeover::survey::render(&plan))
+                ),
+                Err(e) => eprintln!("warning: cannot look at this server's state: {e:#}"),
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -840,8 +840,9 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
         "nova (",
         ", flagfile form):",
         "public_interface eth1, flat_interface eth2, flat_network_bridge br100",
-        "  2. stop stray processes, by exact executable, in this namespace: /usr/sbin/dnsmasq, /usr/sbin/radvd",
-        "  3. delete leftover interfaces matching: br*, vlan*",
+        "  2. stop nova's stray processes (/usr/sbin/dnsmasq, /usr/sbin/radvd) in this namespace: those named in nova's pid files under /var/lib/nova/networks (nova-*.pid) or whose command line names a nova-* file there; any other (libvirt's dnsmasq, a site's own) is left alone",
+        "  3. delete nova's leftover bridges and VLANs: links matching br*, vlan* that nova marked as its own (flat_network_bridge br100, a nova-BRIDGE.conf or nova-ra-BRIDGE.conf under /var/lib/nova/networks, or a VLAN port of such a bridge); other matching links are left alone",
+        "  4. remove nova-network's netfilter state: its iptables chains (nova-network-*) and the jumps to them, nova-filter-top and nova-postrouting-bottom only when no other nova binary (nova-compute, nova-api) uses them",
         "  5. add VIPs: 10.2.3.120/32 on eth1",
         "  6. gratuitous ARP / unsolicited NA for: 10.2.3.120 on eth1",
         &format!(
@@ -849,11 +850,11 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
             f.file("nova.conf").display()
         ),
         "  10. become Active once nova-network runs; no bus configured",
-        "  3. delete floating IPs: addresses in 10.2.3.104/29 on eth1",
+        "  3. delete floating IPs: host addresses on eth1 that nova-network's nat chains DNAT (every pool), and those inside floating_range 10.2.3.104/29; never a VIP",
         "  4. delete VIPs: 10.2.3.120/32 on eth1",
-        "  5. delete the addresses of the interfaces matching br*, vlan* (nova's gateways)",
+        "  5. delete the addresses of nova's bridges and VLANs (those the links step deletes, matching br*, vlan*): nova's gateways",
         "  then the peer is told (it may take over now), and:",
-        "  6. delete leftover interfaces matching: br*, vlan*",
+        "  6. delete nova's leftover bridges and VLANs",
     ] {
         assert!(plan.contains(needle), "{needle:?} not in:\n{plan}");
     }
@@ -864,7 +865,7 @@ fn plan_shows_nodes_nova_and_ordered_steps() {
         "  1. fence",
         "  2. stop",
         "  3. delete",
-        "  4. flush",
+        "  4. remove",
         "  5. add",
         "  6. grat",
         "  7. apply the mirror",

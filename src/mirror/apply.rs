@@ -13,7 +13,7 @@ use rtnetlink::{LinkBridge, LinkUnspec};
 use super::snapshot::Snapshot;
 use crate::takeover::netlink::{Netlink, errno};
 use crate::takeover::steps::{self, Step};
-use crate::takeover::{Plan, StepError, StepFailure, addrs, announce, firewall, links};
+use crate::takeover::{Plan, StepError, StepFailure, addrs, announce, firewall};
 
 /// Why the snapshot could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -92,9 +92,13 @@ impl Applied {
 pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(), ApplyError> {
     let nl = Netlink::open().map_err(ApplyError::Open)?;
     let a = addrs::Addrs::open()?;
+    // Only what a release here would delete again may be created: a bridge the patterns
+    // match and nova marked, here or in the files the snapshot brings.
+    let nova = plan
+        .nova_links()
+        .with_files(snap.files.iter().map(|f| f.name.as_str()));
     for b in &snap.bridges {
-        // Only what the configuration lets us delete again may be created.
-        if !links::deletable(&b.name, &plan.delete_interfaces, &plan.protected_interfaces) {
+        if !nova.owns_bridge(&b.name) {
             continue;
         }
         let bridge_err = |name: &str, source| ApplyError::Bridge {
@@ -156,9 +160,10 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
         (firewall::Family::V6, &snap.iptables_v6),
     ] {
         if !script.is_empty() {
-            firewall::restore_noflush(family, script).await?;
+            firewall::restore_part(family, script, &plan.chain_prefix).await?;
         }
     }
+    firewall::ebtables::restore(&snap.ebtables).await?;
     for f in &snap.floating {
         if a.add(&snap.public_interface, *f).await? == addrs::Change::Done {
             done.floating.push(*f);
@@ -198,7 +203,8 @@ fn write_files(dir: &Path, snap: &Snapshot, done: &mut Applied) -> Result<(), Ap
 /// stay.
 pub async fn rollback(plan: &Plan, done: &Applied) -> Result<String, StepError> {
     let mut parts = Vec::new();
-    for step in [Step::Links, Step::Firewall, Step::Floating] {
+    // The floating IPs first, while the applied chains still say which they are.
+    for step in [Step::Floating, Step::Links, Step::Firewall] {
         if let Some(report) = steps::run(step, plan).await {
             let report = report?;
             parts.push(format!("{} {}", report.step, report.detail));

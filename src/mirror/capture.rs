@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::snapshot::{Bridge, MirroredFile, Snapshot};
-use crate::takeover::{Plan, addrs, firewall, links};
+use crate::takeover::{Plan, addrs, firewall, floating, links};
 
 /// The largest file of networks_path mirrored (a leases file of thousands of VMs is far less).
 const MAX_FILE: u64 = 4 << 20;
@@ -80,6 +80,10 @@ pub async fn refresh(plan: &Plan, snap: &mut Snapshot, parts: Parts) -> Result<(
             Some(save) => firewall::nova_part(&save, &plan.chain_prefix),
             None => String::new(),
         };
+        snap.ebtables = firewall::ebtables::save()
+            .await?
+            .map(|save| firewall::ebtables::nova_rules(&save))
+            .unwrap_or_default();
     }
     if parts.net {
         read_net(plan, snap).await?;
@@ -90,24 +94,27 @@ pub async fn refresh(plan: &Plan, snap: &mut Snapshot, parts: Parts) -> Result<(
     Ok(())
 }
 
-/// The floating IPs and nova's bridges.
+/// The floating IPs (those nova's chains in `snap` DNAT, or inside floating_range) and
+/// nova's bridges.
 async fn read_net(plan: &Plan, snap: &mut Snapshot) -> Result<(), CaptureError> {
     snap.floating.clear();
     snap.bridges.clear();
     let a = addrs::Addrs::open()?;
-    if let Some(range) = plan.floating_range {
-        // A VIP inside the floating range is ours, not nova's.
-        snap.floating = a
-            .list_in(&plan.public_interface, range)
-            .await?
-            .into_iter()
-            .filter(|f| !plan.vips.iter().any(|v| v.address.addr() == f.addr()))
-            .collect();
-    }
+    let dnat = firewall::dnat_destinations(&snap.iptables_v4, &plan.chain_prefix);
+    snap.floating = floating::select(
+        &a.list(&plan.public_interface).await?,
+        &dnat,
+        plan.floating_range,
+        &plan.vip_addresses(),
+    )
+    .into_iter()
+    .map(|(f, _)| f)
+    .collect();
     let all = links::Links::open()?.list().await?;
+    let nova = plan.nova_links();
     for l in &all {
         if l.kind.as_deref() != Some("bridge")
-            || !links::deletable(&l.name, &plan.delete_interfaces, &plan.protected_interfaces)
+            || !matches!(nova.verdict(l, &all), links::Verdict::Nova(_))
         {
             continue;
         }

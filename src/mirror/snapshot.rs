@@ -15,11 +15,15 @@ pub struct Snapshot {
     pub iptables_v4: String,
     /// The same for IPv6 (`ip6tables-restore`).
     pub iptables_v6: String,
+    /// nova-network's ebtables rules (nat PREROUTING specs,
+    /// [`crate::takeover::firewall::ebtables::nova_rules`]); absent from older senders.
+    #[serde(default)]
+    pub ebtables: Vec<String>,
     /// The interface nova binds floating IPs on.
     pub public_interface: String,
-    /// Host addresses of nova's floating_range on the public interface.
+    /// nova's floating IPs on the public interface ([`crate::takeover::floating`]).
     pub floating: Vec<IpNet>,
-    /// nova's bridges (links the delete patterns match), with their addresses and ports.
+    /// nova's bridges ([`crate::takeover::links::NovaLinks`]), with their addresses and ports.
     pub bridges: Vec<Bridge>,
     /// dnsmasq's host and lease files under networks_path.
     pub files: Vec<MirroredFile>,
@@ -74,7 +78,7 @@ impl Snapshot {
             "{} floating IP(s), {} bridge(s), {} iptables rule(s), {} file(s)",
             self.floating.len(),
             self.bridges.len(),
-            rules(&self.iptables_v4) + rules(&self.iptables_v6),
+            rules(&self.iptables_v4) + rules(&self.iptables_v6) + self.ebtables.len(),
             self.files.len()
         )
     }

@@ -15,11 +15,13 @@
 pub mod addrs;
 pub mod announce;
 pub mod firewall;
+pub mod floating;
 pub mod links;
 pub(crate) mod netlink;
 pub mod nova;
 pub mod procs;
 pub mod steps;
+pub mod survey;
 
 #[cfg(test)]
 mod tests;
@@ -82,8 +84,11 @@ pub struct Plan {
     pub vips: Vec<Vip>,
     /// nova's public interface, where floating IPs are bound.
     pub public_interface: String,
-    /// Interfaces that may be deleted (nova's bridges and VLANs).
+    /// Interfaces that may be deleted (nova's bridges and VLANs), once nova marked them as
+    /// its own ([`links::NovaLinks`]).
     pub delete_interfaces: Vec<glob::Pattern>,
+    /// Bridges nova.conf names (`flat_network_bridge`).
+    pub nova_bridges: Vec<String>,
     /// Interfaces never deleted whatever the patterns say: `lo`, the public, flat and VLAN
     /// interfaces, the VIPs' and the heartbeat paths' interfaces.
     pub protected_interfaces: Vec<String>,
@@ -91,10 +96,10 @@ pub struct Plan {
     pub stop_executables: Vec<PathBuf>,
     /// nova's networks_path, where the dnsmasq/radvd pid files are.
     pub networks_path: PathBuf,
-    /// nova's floating_range: host addresses inside it on the public interface are deleted
-    /// on release.
+    /// nova's floating_range, when nova.conf sets it: host addresses inside it on the public
+    /// interface are floating IPs, besides those nova's chains DNAT ([`floating`]).
     pub floating_range: Option<IpNet>,
-    /// Prefix of nova's iptables chains.
+    /// Prefix of nova-network's iptables chains ([`firewall::NOVA_NETWORK_PREFIX`]).
     pub chain_prefix: String,
     /// How addresses are announced.
     pub announce: AnnounceSettings,
@@ -125,15 +130,31 @@ impl Plan {
             vips: config.failover.vips.clone(),
             public_interface: nova.public_interface.clone(),
             delete_interfaces: config.failover.delete_interfaces.clone(),
+            nova_bridges: nova.flat_network_bridge.iter().cloned().collect(),
             protected_interfaces: protected,
             stop_executables: config.failover.stop_processes.clone(),
             networks_path: nova.networks_path.clone(),
             floating_range: nova.floating_range,
-            chain_prefix: firewall::NOVA_PREFIX.into(),
+            chain_prefix: firewall::NOVA_NETWORK_PREFIX.into(),
             announce: AnnounceSettings::default(),
             retry: RetryPolicy::default(),
             stop_grace: Duration::from_secs(1),
         }
+    }
+
+    /// Which links are nova's to delete, as nova marked them now.
+    pub fn nova_links(&self) -> links::NovaLinks {
+        links::NovaLinks::new(
+            &self.delete_interfaces,
+            &self.protected_interfaces,
+            &self.nova_bridges,
+            &self.networks_path,
+        )
+    }
+
+    /// The VIPs' addresses.
+    pub fn vip_addresses(&self) -> Vec<IpAddr> {
+        self.vips.iter().map(|v| v.address.addr()).collect()
     }
 
     /// The interfaces the address watcher announces for: the public interface, the VIPs'
@@ -250,12 +271,7 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 }
 
 async fn stop_procs(plan: &Plan) -> Result<String, StepFailure> {
-    let stopped = procs::stop(
-        &plan.stop_executables,
-        Some(&plan.networks_path),
-        plan.stop_grace,
-    )
-    .await?;
+    let stopped = procs::stop(&plan.stop_executables, &plan.networks_path, plan.stop_grace).await?;
     if stopped.is_empty() {
         return Ok("nothing to do".into());
     }
@@ -263,9 +279,10 @@ async fn stop_procs(plan: &Plan) -> Result<String, StepFailure> {
         .iter()
         .map(|s| {
             format!(
-                "{} {}{}",
+                "{} {} ({}){}",
                 s.exe.display(),
                 s.pid,
+                s.why,
                 if s.killed { " (killed)" } else { "" }
             )
         })
@@ -275,7 +292,7 @@ async fn stop_procs(plan: &Plan) -> Result<String, StepFailure> {
 
 async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
     let deleted = links::Links::open()?
-        .delete_matching(&plan.delete_interfaces, &plan.protected_interfaces)
+        .delete_novas(&plan.nova_links())
         .await?;
     Ok(if deleted.is_empty() {
         "nothing to do".into()
@@ -287,6 +304,11 @@ async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
 async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
     let removed = firewall::remove_chains(&plan.chain_prefix).await?;
     let mut parts = Vec::new();
+    match firewall::ebtables::remove().await? {
+        None => parts.push("ebtables skipped (not installed)".to_owned()),
+        Some(0) => {}
+        Some(n) => parts.push(format!("ebtables: {n} floating forward rule(s) removed")),
+    }
     for r in &removed {
         let fam = match r.family {
             firewall::Family::V4 => "ipv4",
@@ -340,12 +362,13 @@ async fn del_vips(plan: &Plan) -> Result<String, StepFailure> {
 }
 
 async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
-    let Some(range) = plan.floating_range else {
-        return Ok("no floating_range".into());
-    };
-    let deleted = addrs::Addrs::open()?
-        .del_in(&plan.public_interface, range)
-        .await?;
+    let a = addrs::Addrs::open()?;
+    let mut deleted = Vec::new();
+    for (f, _) in floating::current(plan).await? {
+        if a.del(&plan.public_interface, f).await? == addrs::Change::Done {
+            deleted.push(f);
+        }
+    }
     Ok(if deleted.is_empty() {
         "nothing to do".into()
     } else {
@@ -375,8 +398,8 @@ async fn announce_vips(plan: &Plan) -> Result<String, StepFailure> {
     Ok(format!("{frames} frames"))
 }
 
-/// Announce again every address the service holds: the VIPs and the floating IPs (host
-/// addresses of nova's floating_range on the public interface). Used after a split brain, when
+/// Announce again every address the service holds: the VIPs and the floating IPs
+/// ([`floating::current`]). Used after a split brain, when
 /// the losing node's announcements drew the neighbours away. Returns how many addresses.
 pub async fn reannounce(plan: &Plan) -> Result<usize, StepFailure> {
     let mut by_iface: Vec<(String, Vec<IpAddr>)> = Vec::new();
@@ -387,13 +410,8 @@ pub async fn reannounce(plan: &Plan) -> Result<usize, StepFailure> {
     for v in &plan.vips {
         push(&v.interface, v.address.addr());
     }
-    if let Some(range) = plan.floating_range {
-        for a in addrs::Addrs::open()?
-            .list_in(&plan.public_interface, range)
-            .await?
-        {
-            push(&plan.public_interface, a.addr());
-        }
+    for (f, _) in floating::current(plan).await? {
+        push(&plan.public_interface, f.addr());
     }
     let mut count = 0;
     for (iface, addrs) in &by_iface {
@@ -426,9 +444,9 @@ pub async fn takeover(plan: &Plan) -> Outcome {
     run_all(steps::TAKEOVER, plan).await
 }
 
-/// The clean slate at start-up ([`steps::CLEAN_SLATE`]): `procs`, `links`, `firewall`,
-/// `floating` (host addresses inside floating_range on the public interface), `vips`.
-/// Running it twice is harmless.
+/// The clean slate at start-up ([`steps::CLEAN_SLATE`]): `procs`, `floating` (while nova's
+/// chains still say which addresses are floating IPs), `vips`, `links`, `firewall`. Running
+/// it twice is harmless.
 pub async fn release(plan: &Plan) -> Outcome {
     run_all(steps::CLEAN_SLATE, plan).await
 }
@@ -449,14 +467,15 @@ pub async fn release_tidy(plan: &Plan) -> Outcome {
     run_all(steps::RELEASE_TIDY, plan).await
 }
 
-/// Delete every address of the links the delete patterns match (nova's bridge gateways).
+/// Delete every address of nova's bridges and VLANs (the gateways).
 async fn del_gateways(plan: &Plan) -> Result<String, StepFailure> {
     let links = links::Links::open()?.list().await?;
+    let nova = plan.nova_links();
     let a = addrs::Addrs::open()?;
     let mut deleted = Vec::new();
     for l in links
         .iter()
-        .filter(|l| links::deletable(&l.name, &plan.delete_interfaces, &plan.protected_interfaces))
+        .filter(|l| matches!(nova.verdict(l, &links), links::Verdict::Nova(_)))
     {
         for addr in a.list(&l.name).await? {
             if !addrs::is_link_local(addr.addr())

@@ -1,11 +1,13 @@
-//! Stray dnsmasq and radvd: found by their exact executable in this network namespace only,
-//! then SIGTERM, a bounded wait, SIGKILL. Replaces the seed's `killall dnsmasq radvd`, which
-//! matched by name and in every namespace.
+//! nova-network's stray dnsmasq and radvd: found by their exact executable in this network
+//! namespace only, and only when they are nova's; then SIGTERM, a bounded wait, SIGKILL.
+//! Replaces the seed's `killall dnsmasq radvd`, which matched by name, in every namespace, and
+//! took libvirt's dnsmasq on virbr0 and a site's own with nova's.
 //!
-//! A process is ours when `/proc/PID/exe` is one of the configured paths (a ` (deleted)`
-//! suffix, left by a package upgrade, is ignored) and `/proc/PID/ns/net` is the calling
-//! thread's network namespace (`/proc/thread-self/ns/net`). Pids from nova's pid files under
-//! `networks_path` (`nova-*.pid`, `*.pid`) are added when they pass the same two checks. A
+//! A process is nova's when `/proc/PID/exe` is one of the configured paths (a ` (deleted)`
+//! suffix, left by a package upgrade, is ignored), `/proc/PID/ns/net` is the calling thread's
+//! network namespace (`/proc/thread-self/ns/net`), and nova started it: its pid is in one of
+//! nova's pid files under `networks_path` (`nova-*.pid`), or its command line names one of
+//! nova's files there (dnsmasq's `--pid-file=`/`--dhcp-hostsfile=`, radvd's `-C`/`-p`). A
 //! process is never signalled by name, nor when its start time changed (pid reuse).
 
 use std::collections::BTreeMap;
@@ -59,6 +61,9 @@ pub struct Found {
     pub pid: i32,
     /// The configured executable it runs.
     pub exe: PathBuf,
+    /// Why it is nova's (`pid file nova-br100.pid`, `command line names ...`); `None` when
+    /// it is not, and is left alone.
+    pub nova: Option<String>,
     /// Its start time (`/proc/PID/stat` field 22), to notice pid reuse.
     start: u64,
 }
@@ -70,6 +75,8 @@ pub struct Stopped {
     pub pid: i32,
     /// Its executable.
     pub exe: PathBuf,
+    /// Why it was nova's.
+    pub why: String,
     /// Whether it needed SIGKILL.
     pub killed: bool,
 }
@@ -107,24 +114,72 @@ fn alive(pid: i32, start: u64) -> bool {
     matches!(stat_of(pid), Some((state, s)) if s == start && state != 'Z' && state != 'X')
 }
 
-/// Pids named in `*.pid` files directly under `dir` (nova's dnsmasq and radvd pid files);
-/// unreadable or malformed files are skipped.
-pub fn pid_files(dir: &Path) -> Vec<i32> {
+/// Pids named in nova's pid files directly under `dir` (`nova-BRIDGE.pid` for dnsmasq,
+/// `nova-ra-BRIDGE.pid` for radvd), with the file's name; unreadable or malformed files are
+/// skipped.
+pub fn pid_files(dir: &Path) -> BTreeMap<i32, String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+        return BTreeMap::new();
     };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".pid"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|s| s.trim().parse::<i32>().ok())
-        .filter(|p| *p > 0)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("nova-") && name.ends_with(".pid")) {
+                return None;
+            }
+            let pid = std::fs::read_to_string(e.path())
+                .ok()?
+                .trim()
+                .parse::<i32>()
+                .ok()?;
+            (pid > 0).then_some((pid, name))
+        })
         .collect()
 }
 
-/// Processes running one of `executables` in this thread's network namespace, from a scan of
-/// `/proc` plus the pid files under `pid_dir`.
-pub fn find(executables: &[PathBuf], pid_dir: Option<&Path>) -> Result<Vec<Found>, Error> {
+/// The argument of `cmdline` (NUL-separated, as in `/proc/PID/cmdline`) that names one of
+/// nova's files (`nova-*`) directly under `dir`, bare or as an `--option=PATH` value.
+pub fn names_nova_file(cmdline: &[u8], dir: &Path) -> Option<String> {
+    cmdline
+        .split(|b| *b == 0)
+        .map(String::from_utf8_lossy)
+        .find(|arg| {
+            let value = match arg.split_once('=') {
+                Some((opt, v)) if opt.starts_with('-') => v,
+                _ => arg,
+            };
+            let path = Path::new(value);
+            path.parent() == Some(dir)
+                && path
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with("nova-"))
+        })
+        .map(|a| a.into_owned())
+}
+
+/// Why `pid` is nova's: named in one of its pid files, or its command line names one of its
+/// files under `dir`.
+fn nova_mark(pid: i32, dir: &Path, pid_files: &BTreeMap<i32, String>) -> Option<String> {
+    if let Some(file) = pid_files.get(&pid) {
+        return Some(format!("pid file {file}"));
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    names_nova_file(&cmdline, dir).map(|arg| format!("command line names {arg}"))
+}
+
+/// nova's processes running one of `executables` in this thread's network namespace (see
+/// the module's rules), from a scan of `/proc` plus nova's pid files under `networks_path`.
+pub fn find(executables: &[PathBuf], networks_path: &Path) -> Result<Vec<Found>, Error> {
+    Ok(scan(executables, networks_path)?
+        .into_iter()
+        .filter(|f| f.nova.is_some())
+        .collect())
+}
+
+/// Every process running one of `executables` in this thread's network namespace, nova's
+/// or not ([`Found::nova`] says which): what `check-config` shows.
+pub fn scan(executables: &[PathBuf], networks_path: &Path) -> Result<Vec<Found>, Error> {
     if executables.is_empty() {
         return Ok(Vec::new());
     }
@@ -153,9 +208,10 @@ pub fn find(executables: &[PathBuf], pid_dir: Option<&Path>) -> Result<Vec<Found
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|p| u32::try_from(*p).ok() != Some(me))
         .collect();
-    if let Some(dir) = pid_dir {
-        pids.extend(pid_files(dir));
-    }
+    // networks_path as nova's command lines spell it, and as the kernel resolves it.
+    let dir = std::fs::canonicalize(networks_path).unwrap_or_else(|_| networks_path.to_owned());
+    let nova_pids = pid_files(networks_path);
+    pids.extend(nova_pids.keys());
     let mut found = BTreeMap::new();
     for pid in pids {
         if found.contains_key(&pid) {
@@ -175,11 +231,19 @@ pub fn find(executables: &[PathBuf], pid_dir: Option<&Path>) -> Result<Vec<Found
         if state == 'Z' {
             continue;
         }
+        let nova = nova_mark(pid, networks_path, &nova_pids).or_else(|| {
+            if dir == networks_path {
+                None
+            } else {
+                nova_mark(pid, &dir, &nova_pids)
+            }
+        });
         found.insert(
             pid,
             Found {
                 pid,
                 exe: configured.clone(),
+                nova,
                 start,
             },
         );
@@ -221,10 +285,10 @@ async fn wait_gone(procs: Vec<Found>, grace: Duration) -> Vec<Found> {
 /// survivors, wait up to `grace` again. Returns what it stopped (empty: nothing ran).
 pub async fn stop(
     executables: &[PathBuf],
-    pid_dir: Option<&Path>,
+    networks_path: &Path,
     grace: Duration,
 ) -> Result<Vec<Stopped>, Error> {
-    let found = find(executables, pid_dir)?;
+    let found = find(executables, networks_path)?;
     for p in &found {
         signal(p, Signal::SIGTERM)?;
     }
@@ -244,6 +308,7 @@ pub async fn stop(
             killed: stubborn.iter().any(|s| s.pid == p.pid),
             pid: p.pid,
             exe: p.exe,
+            why: p.nova.unwrap_or_default(),
         })
         .collect())
 }
@@ -260,14 +325,37 @@ mod tests {
     }
 
     #[test]
-    fn pid_files_read_numbers_only() {
+    fn pid_files_read_novas_numbers_only() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("nova-br100.pid"), "1234\n").unwrap();
-        std::fs::write(dir.path().join("radvd.pid"), "99").unwrap();
-        std::fs::write(dir.path().join("bad.pid"), "x").unwrap();
+        std::fs::write(dir.path().join("nova-ra-br100.pid"), "99").unwrap();
+        std::fs::write(dir.path().join("libvirt.pid"), "77").unwrap();
+        std::fs::write(dir.path().join("nova-bad.pid"), "x").unwrap();
         std::fs::write(dir.path().join("nova-br100.conf"), "5").unwrap();
-        let mut pids = pid_files(dir.path());
-        pids.sort();
-        assert_eq!(pids, vec![99, 1234]);
+        let pids = pid_files(dir.path());
+        assert_eq!(
+            pids.into_iter().collect::<Vec<_>>(),
+            vec![
+                (99, "nova-ra-br100.pid".to_owned()),
+                (1234, "nova-br100.pid".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn command_line_must_name_a_nova_file_in_networks_path() {
+        let dir = Path::new("/var/lib/nova/networks");
+        let nova = b"dnsmasq\0--strict-order\0--pid-file=/var/lib/nova/networks/nova-br100.pid\0";
+        assert_eq!(
+            names_nova_file(nova, dir).as_deref(),
+            Some("--pid-file=/var/lib/nova/networks/nova-br100.pid")
+        );
+        let radvd = b"radvd\0-C\0/var/lib/nova/networks/nova-ra-br100.conf\0-p\0x\0";
+        assert!(names_nova_file(radvd, dir).is_some());
+        let libvirt = b"/usr/sbin/dnsmasq\0--conf-file=/var/lib/libvirt/dnsmasq/default.conf\0";
+        assert!(names_nova_file(libvirt, dir).is_none());
+        // Elsewhere, or not nova's name, or under a subdirectory: not nova's.
+        let other = b"dnsmasq\0--pid-file=/var/lib/nova/networks/site.pid\0--conf-file=/var/lib/nova/networks/x/nova-a.conf\0";
+        assert!(names_nova_file(other, dir).is_none());
     }
 }

@@ -15,11 +15,11 @@ use super::{Plan, StepError, StepReport, retried};
 pub enum Step {
     /// Every peer has released, or is silent on every path for deadtime.
     Fence,
-    /// Stop stray dnsmasq/radvd (by exact executable, in this namespace).
+    /// Stop nova's stray dnsmasq/radvd (by exact executable, in this namespace, nova's alone).
     Procs,
-    /// Delete nova's bridges and VLANs (by pattern).
+    /// Delete nova's bridges and VLANs (a pattern matches, and nova marked them).
     Links,
-    /// Flush and delete nova's iptables chains and the jumps to them.
+    /// Remove nova-network's iptables chains, the jumps to them and its ebtables rules.
     Firewall,
     /// Add the VIPs.
     AddVips,
@@ -85,10 +85,10 @@ pub const RELEASE_TIDY: &[Step] = &[Step::Links, Step::Firewall];
 /// At start-up, before joining the pool: a clean slate of whatever a previous run left.
 pub const CLEAN_SLATE: &[Step] = &[
     Step::Procs,
-    Step::Links,
-    Step::Firewall,
     Step::Floating,
     Step::DelVips,
+    Step::Links,
+    Step::Firewall,
 ];
 
 impl Step {
@@ -143,11 +143,19 @@ impl Step {
                 dur(c.timers.deadtime)
             ),
             Step::Procs => format!(
-                "stop stray processes, by exact executable, in this namespace: {}",
-                list(f.stop_processes.iter().map(|p| p.display().to_string()))
+                "stop nova's stray processes ({}) in this namespace: those named in nova's pid files under {} (nova-*.pid) or whose command line names a nova-* file there; any other (libvirt's dnsmasq, a site's own) is left alone",
+                list(f.stop_processes.iter().map(|p| p.display().to_string())),
+                n.networks_path.display()
             ),
-            Step::Links => format!("delete leftover interfaces matching: {patterns}"),
-            Step::Firewall => "flush and delete nova's iptables chains (nova-network-*, nova-filter-top, nova-postrouting-bottom) and the jumps to them".to_owned(),
+            Step::Links => format!(
+                "delete nova's leftover bridges and VLANs: links matching {patterns} that nova marked as its own ({}a nova-BRIDGE.conf or nova-ra-BRIDGE.conf under {}, or a VLAN port of such a bridge); other matching links are left alone",
+                n.flat_network_bridge
+                    .as_ref()
+                    .map(|b| format!("flat_network_bridge {b}, "))
+                    .unwrap_or_default(),
+                n.networks_path.display()
+            ),
+            Step::Firewall => "remove nova-network's netfilter state: its iptables chains (nova-network-*) and the jumps to them, nova-filter-top and nova-postrouting-bottom only when no other nova binary (nova-compute, nova-api) uses them, and nova's floating forward ebtables rules; every other chain and rule is left alone".to_owned(),
             Step::AddVips => format!("add VIPs: {vips}"),
             Step::Announce => format!(
                 "gratuitous ARP / unsolicited NA for: {}",
@@ -187,19 +195,16 @@ impl Step {
                 }
             ),
             Step::StopNova => "stop nova-network (SIGTERM, then SIGKILL)".to_owned(),
-            Step::Floating => match n.floating_range {
-                Some(r) => format!(
-                    "delete floating IPs: addresses in {r} on {}",
-                    n.public_interface
-                ),
-                None => format!(
-                    "delete floating IPs: nova added on {} (floating_range not set)",
-                    n.public_interface
-                ),
-            },
+            Step::Floating => format!(
+                "delete floating IPs: host addresses on {} that nova-network's nat chains DNAT (every pool){}; never a VIP",
+                n.public_interface,
+                n.floating_range
+                    .map(|r| format!(", and those inside floating_range {r}"))
+                    .unwrap_or_default()
+            ),
             Step::DelVips => format!("delete VIPs: {vips}"),
             Step::Gateways => format!(
-                "delete the addresses of the interfaces matching {patterns} (nova's gateways)"
+                "delete the addresses of nova's bridges and VLANs (those the links step deletes, matching {patterns}): nova's gateways"
             ),
         }
     }

@@ -81,13 +81,27 @@ impl Netns {
 
     /// Start `program args` inside the namespace (`ip netns exec` execs it: same pid).
     fn spawn(&self, program: &Path, args: &[&str]) -> u32 {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name])
             .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+            .args(args);
+        self.spawn_command(cmd, program)
+    }
+
+    /// [`Netns::spawn`] with `argv0` as the process's first argument (bash's `exec -a`): a
+    /// command line naming a file, for the `/proc/PID/cmdline` checks.
+    fn spawn_argv0(&self, program: &Path, argv0: &str, args: &[&str]) -> u32 {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, "bash", "-c"])
+            .arg(r#"exec -a "$0" "$@""#)
+            .arg(argv0)
+            .arg(program)
+            .args(args);
+        self.spawn_command(cmd, program)
+    }
+
+    fn spawn_command(&self, mut cmd: Command, program: &Path) -> u32 {
+        let child = cmd.stdin(Stdio::null()).spawn().unwrap();
         let pid = child.id();
         self.children.lock().unwrap().push(child);
         // Wait until `ip netns exec` has exec'd the program.
@@ -177,7 +191,7 @@ fn running(pid: u32) -> bool {
 
 /// Whether an `iptables-save` dump declares a nova chain.
 fn has_nova_chain(save: &str) -> bool {
-    save.lines().any(|l| l.starts_with(":nova-"))
+    save.lines().any(|l| l.starts_with(":nova-network-"))
 }
 
 /// A veth pair `a` (up, the interface under test) and `b` (up, where frames are captured).
@@ -242,7 +256,8 @@ fn plan_from_example_config() {
         plan.protected_interfaces,
         vec!["eth0", "eth1", "eth2", "lo"]
     );
-    assert_eq!(plan.chain_prefix, "nova-");
+    assert_eq!(plan.chain_prefix, "nova-network-");
+    assert_eq!(plan.nova_bridges, vec!["br100".to_string()]);
     assert_eq!(plan.announce, AnnounceSettings::default());
     assert_eq!(plan.announce.count, 3);
     assert_eq!(plan.announce.repeat_after, Some(Duration::from_secs(1)));
@@ -298,16 +313,26 @@ fn addrs_add_del_idempotent() {
 }
 
 #[test]
-fn links_delete_only_matching() {
-    let Some(ns) = Netns::new("links_delete_only_matching") else {
+fn links_delete_only_novas() {
+    let Some(ns) = Netns::new("links_delete_only_novas") else {
         return;
     };
     veth(&ns, "eth1", "peer1");
-    ns.sh("ip link add br100 type bridge && ip link add keepme0 type bridge && ip link add br101 type bridge");
-    let (vlan, out) = ns.try_sh("ip link add link eth1 name vlan5 type vlan id 5");
+    // br100 is nova.conf's flat_network_bridge, br101 has nova's dnsmasq file, brsite0 is a
+    // site's own bridge that `br*` matches too, keepme0 matches nothing.
+    ns.sh(
+        "ip link add br100 type bridge && ip link add keepme0 type bridge \
+           && ip link add br101 type bridge && ip link add brsite0 type bridge",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("nova-br101.conf"), "").unwrap();
+    let (vlan, out) = ns.try_sh(
+        "ip link add link eth1 name vlan5 type vlan id 5 && ip link set vlan5 master br100 \
+         && ip link add link eth1 name vlan6 type vlan id 6 && ip link set vlan6 master brsite0",
+    );
     if !vlan {
         println!(
-            "links_delete_only_matching: no VLAN created (kernel: {}), bridges only",
+            "links_delete_only_novas: no VLAN created (kernel: {}), bridges only",
             out.trim()
         );
     }
@@ -318,14 +343,9 @@ fn links_delete_only_matching() {
             .map(|p| glob::Pattern::new(p).unwrap())
             .collect();
         let protected = vec!["eth1".to_string()];
-        let mut deleted = links.delete_matching(&pats, &protected).await.unwrap();
-        assert!(
-            links
-                .delete_matching(&pats, &protected)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        let nova = links::NovaLinks::new(&pats, &protected, &["br100".into()], dir.path());
+        let mut deleted = links.delete_novas(&nova).await.unwrap();
+        assert!(links.delete_novas(&nova).await.unwrap().is_empty());
         let names: Vec<String> = links
             .list()
             .await
@@ -334,6 +354,10 @@ fn links_delete_only_matching() {
             .map(|l| l.name)
             .collect();
         assert!(names.contains(&"keepme0".to_string()) && names.contains(&"eth1".to_string()));
+        assert!(
+            names.contains(&"brsite0".to_string()),
+            "a site's bridge that the pattern matches stays"
+        );
         assert!(names.contains(&"lo".to_string()) && names.contains(&"peer1".to_string()));
         deleted.sort();
         deleted
@@ -354,15 +378,21 @@ const NOVA_RULES: &str = "\
 -A POSTROUTING -j nova-postrouting-bottom
 -A POSTROUTING -s 192.168.122.0/24 -m comment --comment \"not -j nova-x\" -j MASQUERADE
 -A nova-network-PREROUTING -d 10.2.3.104/32 -j DNAT --to-destination 10.0.0.3
+-A nova-network-PREROUTING -d 10.2.9.7/32 -j DNAT --to-destination 10.0.0.4
 -A nova-network-snat -s 10.0.0.0/24 -j SNAT --to-source 10.2.3.120
 -A nova-postrouting-bottom -j nova-network-snat
 COMMIT
 *filter
 :nova-filter-top - [0:0]
 :nova-network-FORWARD - [0:0]
+:nova-network-local - [0:0]
+:nova-compute-local - [0:0]
 -A FORWARD -j nova-filter-top
 -A FORWARD -j nova-network-FORWARD
 -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A nova-filter-top -j nova-compute-local
+-A nova-filter-top -j nova-network-local
+-A nova-compute-local -d 10.0.0.5/32 -j ACCEPT
 -A nova-network-FORWARD -i br100 -j ACCEPT
 COMMIT
 ";
@@ -399,19 +429,31 @@ fn firewall_removes_only_nova_chains() {
     install_nova_chains(&ns);
     assert!(has_nova_chain(&ns.sh("iptables-save")));
     let (first, second) = ns.run(|| async {
-        let first = firewall::remove_chains(firewall::NOVA_PREFIX)
+        let first = firewall::remove_chains(firewall::NOVA_NETWORK_PREFIX)
             .await
             .unwrap();
-        let second = firewall::remove_chains(firewall::NOVA_PREFIX)
+        let second = firewall::remove_chains(firewall::NOVA_NETWORK_PREFIX)
             .await
             .unwrap();
         (first, second)
     });
+    // nat: nova-network's two chains and nova-postrouting-bottom, which only it used;
+    // filter: nova-network's two, not nova-filter-top, which nova-compute uses too.
     assert_eq!(first[0].chains.len(), 5, "{first:?}");
     assert_eq!(first[0].jumps, 4);
     assert!(second.iter().all(|r| r.chains.is_empty()), "{second:?}");
     let v4 = ns.sh("iptables-save");
     assert!(!has_nova_chain(&v4), "{v4}");
+    assert!(!v4.contains(":nova-postrouting-bottom"), "{v4}");
+    assert!(v4.contains("-A FORWARD -j nova-filter-top"), "{v4}");
+    assert!(
+        v4.contains("-A nova-filter-top -j nova-compute-local"),
+        "{v4}"
+    );
+    assert!(
+        v4.contains("-A nova-compute-local -d 10.0.0.5/32 -j ACCEPT"),
+        "{v4}"
+    );
     assert!(v4.contains("-A POSTROUTING -s 192.168.122.0/24"), "{v4}");
     assert!(v4.contains("--dport 22 -j ACCEPT"), "{v4}");
     if first[1].skipped.is_none() {
@@ -444,30 +486,48 @@ fn procs_stops_only_this_namespace() {
     // nova's pid files: the inside one, and one naming the process outside.
     std::fs::write(networks.join("nova-br100.pid"), format!("{inside}\n")).unwrap();
     std::fs::write(networks.join("nova-br101.pid"), format!("{outside_pid}\n")).unwrap();
+    // A dnsmasq nova started whose pid file is not written yet: found by its command line
+    // (`sleep` takes no such option, so the path goes in its argv[0]).
+    let by_cmdline = ns.spawn_argv0(
+        &exe,
+        &format!("--pid-file={}/nova-br102.pid", networks.display()),
+        &["30"],
+    );
+    // Another dnsmasq of the same executable, not nova's (libvirt's on virbr0): left alone.
+    let libvirt = ns.spawn_argv0(&exe, "/var/lib/libvirt/dnsmasq/default.conf", &["30"]);
     std::thread::sleep(Duration::from_millis(50));
-    let (found, stopped, again, ms) = ns.run(|| async {
+    let (seen, found, stopped, again, ms) = ns.run(|| async {
         let exes = vec![exe.clone()];
-        let found = procs::find(&exes, Some(&networks)).unwrap();
+        let seen = procs::scan(&exes, &networks).unwrap();
+        let found = procs::find(&exes, &networks).unwrap();
         let t = Instant::now();
-        let stopped = procs::stop(&exes, Some(&networks), Duration::from_secs(1))
+        let stopped = procs::stop(&exes, &networks, Duration::from_secs(1))
             .await
             .unwrap();
         let ms = t.elapsed().as_millis();
-        let again = procs::stop(&exes, Some(&networks), Duration::from_secs(1))
+        let again = procs::stop(&exes, &networks, Duration::from_secs(1))
             .await
             .unwrap();
-        (found, stopped, again, ms)
+        (seen, found, stopped, again, ms)
     });
-    println!("procs: stopped {stopped:?} in {ms} ms");
-    assert_eq!(
-        found.iter().map(|f| f.pid).collect::<Vec<_>>(),
-        vec![inside as i32]
+    println!("procs: stopped {stopped:?} in {ms} ms; seen {seen:?}");
+    let mut nova = vec![inside as i32, by_cmdline as i32];
+    nova.sort_unstable();
+    assert_eq!(found.iter().map(|f| f.pid).collect::<Vec<_>>(), nova);
+    assert!(
+        seen.iter()
+            .any(|f| f.pid == libvirt as i32 && f.nova.is_none()),
+        "{seen:?}"
     );
-    assert_eq!(stopped.len(), 1);
-    assert_eq!(stopped[0].pid, inside as i32);
-    assert!(!stopped[0].killed, "sleep dies on SIGTERM");
+    assert_eq!(stopped.len(), 2);
+    assert!(stopped.iter().all(|s| !s.killed), "sleep dies on SIGTERM");
     assert!(again.is_empty());
     assert!(!running(inside));
+    assert!(!running(by_cmdline));
+    assert!(
+        running(libvirt),
+        "a dnsmasq that is not nova's must survive"
+    );
     assert!(
         running(outside_pid),
         "the process outside the namespace must survive"
@@ -490,10 +550,17 @@ fn procs_kills_after_grace() {
     std::fs::set_permissions(&sh, std::fs::Permissions::from_mode(0o755)).unwrap();
     let pid = ns.spawn(&sh, &["-c", "trap '' TERM; while :; do sleep 0.05; done"]);
     std::thread::sleep(Duration::from_millis(100));
+    let networks = dir.path().join("networks");
+    std::fs::create_dir(&networks).unwrap();
+    std::fs::write(networks.join("nova-ra-br100.pid"), format!("{pid}\n")).unwrap();
     let stopped = ns.run(|| async {
-        procs::stop(std::slice::from_ref(&sh), None, Duration::from_millis(200))
-            .await
-            .unwrap()
+        procs::stop(
+            std::slice::from_ref(&sh),
+            &networks,
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap()
     });
     assert_eq!(stopped.len(), 1);
     assert_eq!(stopped[0].pid, pid as i32);
@@ -686,7 +753,7 @@ fn watcher_announces_addresses_as_they_appear() {
 fn nova_state(ns: &Netns, dnsmasq: &Path, networks: &Path) -> u32 {
     ns.sh(
         "ip link add br100 type bridge && ip addr add 10.0.0.1/24 dev br100 && ip link set br100 up \
-         && ip addr replace 10.2.3.104/32 dev eth1",
+         && ip addr replace 10.2.3.104/32 dev eth1 && ip addr replace 10.2.9.7/32 dev eth1",
     );
     install_nova_chains(ns);
     let pid = ns.spawn(dnsmasq, &["30"]);
@@ -704,7 +771,10 @@ fn takeover_then_release_leaves_the_server_clean() {
         return;
     }
     veth(&ns, "eth1", "peer1");
-    ns.sh("ip addr add 10.2.3.11/24 dev eth1 && ip link add keepme0 type bridge");
+    ns.sh(
+        "ip addr add 10.2.3.11/24 dev eth1 && ip link add keepme0 type bridge \
+           && ip link add brsite0 type bridge && ip addr add 172.16.0.1/24 dev brsite0",
+    );
     let dir = tempfile::tempdir().unwrap();
     let dnsmasq = fake_exe(dir.path(), "dnsmasq");
     let networks = dir.path().join("networks");
@@ -721,9 +791,10 @@ fn takeover_then_release_leaves_the_server_clean() {
         ],
         protected_interfaces: vec!["lo".into(), "eth1".into()],
         stop_executables: vec![dnsmasq.clone()],
+        nova_bridges: Vec::new(),
         networks_path: networks.clone(),
         floating_range: Some(net("10.2.3.104/29")),
-        chain_prefix: firewall::NOVA_PREFIX.into(),
+        chain_prefix: firewall::NOVA_NETWORK_PREFIX.into(),
         announce: AnnounceSettings {
             count: 3,
             interval: Duration::ZERO,
@@ -783,17 +854,21 @@ fn takeover_then_release_leaves_the_server_clean() {
     let steps: Vec<&str> = first.iter().map(|r| r.step).collect();
     assert_eq!(
         steps,
-        vec!["procs", "links", "firewall", "floating", "vips"]
+        vec!["procs", "floating", "vips", "links", "firewall"]
     );
     assert!(!running(ours));
-    assert!(first[3].detail.contains("10.2.3.104/32"), "{:?}", first[3]);
+    assert!(
+        first[1].detail.contains("10.2.3.104/32") && first[1].detail.contains("10.2.9.7/32"),
+        "both pools, the second outside floating_range: {:?}",
+        first[1]
+    );
     assert!(
         second.iter().all(|r| r.detail == "nothing to do"),
         "{second:?}"
     );
     let eth1 = ns.sh("ip -o addr show dev eth1");
     assert!(
-        !eth1.contains("10.2.3.120") && !eth1.contains("10.2.3.104"),
+        !eth1.contains("10.2.3.120") && !eth1.contains("10.2.3.104") && !eth1.contains("10.2.9.7"),
         "{eth1}"
     );
     assert!(
@@ -802,8 +877,13 @@ fn takeover_then_release_leaves_the_server_clean() {
     );
     let links = ns.sh("ip -o link show");
     assert!(
-        !links.contains("br100") && links.contains("keepme0"),
+        !links.contains("br100") && links.contains("keepme0") && links.contains("brsite0"),
         "{links}"
+    );
+    assert!(
+        ns.sh("ip -o addr show dev brsite0")
+            .contains("172.16.0.1/24"),
+        "a site bridge keeps its address"
     );
     let v4 = ns.sh("iptables-save");
     assert!(
@@ -866,9 +946,10 @@ fn failing_step_is_retried_then_named() {
         delete_interfaces: Vec::new(),
         protected_interfaces: vec!["lo".into()],
         stop_executables: Vec::new(),
+        nova_bridges: Vec::new(),
         networks_path: PathBuf::from("/nonexistent"),
         floating_range: None,
-        chain_prefix: "nova-".into(),
+        chain_prefix: firewall::NOVA_NETWORK_PREFIX.into(),
         announce: AnnounceSettings::default(),
         retry: RetryPolicy {
             attempts: 3,
@@ -915,9 +996,10 @@ fn mirror_capture_apply_and_rollback() {
         delete_interfaces: vec![glob::Pattern::new("br*").unwrap()],
         protected_interfaces: vec!["lo".into(), "eth1".into(), "eth2".into()],
         stop_executables: Vec::new(),
+        nova_bridges: Vec::new(),
         networks_path: networks.clone(),
         floating_range: Some(net("10.2.3.104/29")),
-        chain_prefix: firewall::NOVA_PREFIX.into(),
+        chain_prefix: firewall::NOVA_NETWORK_PREFIX.into(),
         announce: AnnounceSettings {
             count: 1,
             interval: Duration::ZERO,

@@ -201,15 +201,20 @@ impl Lab {
 
     pub(crate) fn nova_chains(&self, node: &str) -> usize {
         let save = text(&self.exec(node, &["iptables-save"]));
-        save.lines().filter(|l| l.starts_with(":nova-")).count()
+        save.lines()
+            .filter(|l| l.starts_with(":nova-network-"))
+            .count()
     }
 
-    pub(crate) fn runs(&self, node: &str, exe: &str) -> bool {
+    /// A dnsmasq of nova's (its command line names nova's files) runs on `node`; another
+    /// (libvirt's) does not count.
+    pub(crate) fn runs_novas_dnsmasq(&self, node: &str) -> bool {
         let pids = text(&self.lab(&["pids", node]));
         pids.split_whitespace().any(|pid| {
             std::fs::read_link(format!("/proc/{pid}/exe"))
-                .map(|p| p == Path::new(exe))
-                .unwrap_or(false)
+                .is_ok_and(|p| p == Path::new("/usr/sbin/dnsmasq"))
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("/nova-"))
         })
     }
 
@@ -224,13 +229,10 @@ impl Lab {
             assert!(mine.contains(addr), "{addr} not on {holder}:\n{mine}");
             assert!(!theirs.contains(addr), "{addr} still on {other}:\n{theirs}");
         }
+        assert!(self.runs_novas_dnsmasq(holder), "no dnsmasq on {holder}");
         assert!(
-            self.runs(holder, "/usr/sbin/dnsmasq"),
-            "no dnsmasq on {holder}"
-        );
-        assert!(
-            !self.runs(other, "/usr/sbin/dnsmasq"),
-            "dnsmasq still on {other}"
+            !self.runs_novas_dnsmasq(other),
+            "nova's dnsmasq still on {other}"
         );
         assert!(self.nova_chains(holder) > 0, "no nova chains on {holder}");
         assert_eq!(self.nova_chains(other), 0, "nova chains left on {other}");

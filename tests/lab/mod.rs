@@ -12,3 +12,4 @@ pub(crate) mod harness;
 mod mirror;
 mod operator;
 mod prober;
+mod site;
