@@ -7,7 +7,7 @@
 # --networks 2: the lab's real-site shape: a second flat network, br101 on eth5 (10.0.1.0/24,
 # vm2 10.0.1.3, floating IP 10.2.3.110), each network's bridge_interface from the database and
 # no flat_interface flag (nova's plug would put both bridges on it); with --ipv6 the networks
-# get fd00::/64 and fd00:0:1::/64 and a radvd each.
+# get fd00::/64 and fd00:0:0:1::/64 and a radvd each.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=$ROOT/.venv/bin/python
@@ -54,7 +54,7 @@ if [ "$NNETS" = 2 ]; then
   V6A=-; V6B=-
   if [ $IPV6 = 1 ]; then
     printf -- '--use_ipv6\n--fixed_range_v6=fd00::/48\n' >>"$T/nova.conf"
-    V6A=fd00::/64; V6B=fd00:0:1::/64
+    V6A=fd00::/64; V6B=fd00:0:0:1::/64
   fi
   # each network on its own bridge_interface: no flat_interface flag (empty: unset)
   printf -- '--flat_interface=\n' >>"$T/nova.conf"
@@ -126,10 +126,10 @@ if [ "$NNETS" = 2 ]; then
     ! grep -q 10.0.1.3 "$T/networks/nova-br100.conf"; then ok "br101's hosts file holds vm2 alone"; else bad "br101 hosts file"; fi
   if [ $IPV6 = 1 ]; then
     RPID2=$(cat "$T/networks/nova-ra-br101.pid" 2>/dev/null)
-    if [ -n "$RPID2" ] && [ -d /proc/"$RPID2" ] && grep -q 'prefix fd00:0:1::/64' "$T/networks/nova-ra-br101.conf"; then
-      ok "radvd pid $RPID2 for br101 (prefix fd00:0:1::/64)"
+    if [ -n "$RPID2" ] && [ -d /proc/"$RPID2" ] && grep -q 'prefix fd00:0:0:1::/64' "$T/networks/nova-ra-br101.conf"; then
+      ok "radvd pid $RPID2 for br101 (prefix fd00:0:0:1::/64)"
     else bad "radvd for br101"; fi
-    if $N ip -o -6 addr show dev br101 | grep -q 'fd00:0:1::/64'; then ok "br101 has fd00:0:1::/64"; else bad "br101 v6 address"; fi
+    if $N ip -o -6 addr show dev br101 | grep -q 'fd00:0:0:1::/64'; then ok "br101 has fd00:0:0:1::/64"; else bad "br101 v6 address"; fi
   fi
 fi
 $N iptables-save >"$T/ipt.txt"
