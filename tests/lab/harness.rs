@@ -299,6 +299,10 @@ pub(crate) fn failover_after(
 
 pub(crate) const BOUND: Duration = Duration::from_secs(10);
 
+/// The floating IPs of the lab's default shape (`lab-ha setup`): vm1's 10.2.3.104 and
+/// vm2's 10.2.3.110.
+pub(crate) const BASE_FLOATING: usize = 2;
+
 /// Waits until `cond` holds, polling every 20 ms; panics with `what` and both logs after
 /// `limit`.
 pub(crate) fn until(lab: &Lab, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
@@ -324,6 +328,15 @@ impl Lab {
         text(&self.exec(node, &["iptables-save", "-t", "nat"]))
             .lines()
             .any(|l| l.contains(&format!("-d {floating}/32")) && l.contains("DNAT"))
+    }
+
+    /// How many floating IPs `node`'s held mirror snapshot carries (0: none held).
+    pub(crate) fn held_floating(&self, node: &str) -> usize {
+        self.held_summary(node)
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     /// `net2`'s held mirror snapshot's summary (empty: none held).

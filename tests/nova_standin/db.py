@@ -13,12 +13,18 @@ Format (version 1):
   "floating_ips": [ {"address": "10.2.3.104", "fixed_address": "10.0.0.3",
                      "interface": null} ]      # fixed_address null: allocated, not associated
 }
-`bridge_interface` null means the flat_interface flag; floating `interface` null means the
-public_interface flag.
+`bridge_interface` null means the flat_interface flag (nova's plug takes the flag first when it
+is set: `CONF.flat_interface or network['bridge_interface']`, so a site with flat networks on
+different interfaces leaves flat_interface unset); floating `interface` null means the
+public_interface flag. A fixed IP's `bridge` names its network.
 
 Tool:
-  db.py init FILE [--fixed-range 10.0.0.0/24] [--bridge br100] [--vm vm1=10.0.0.3[=MAC]]...
-                  [--floating 10.2.3.104=10.0.0.3]... [--no-defaults] [--cidr-v6 fd00::/64]
+  db.py init FILE [--fixed-range 10.0.0.0/24] [--bridge br100] [--cidr-v6 fd00::/64]
+                  [--network CIDR,BRIDGE[,IFACE[,CIDR_V6]]]... [--vm vm1=10.0.0.3[=MAC]]...
+                  [--floating 10.2.3.104=10.0.0.3]... [--no-defaults]
+     --network (repeatable) replaces the one network of --fixed-range/--bridge/--cidr-v6; IFACE
+     empty or "-": the flat_interface flag. Unless --no-defaults, vm1 10.0.0.3 with floating IP
+     10.2.3.104 (in whichever network holds 10.0.0.3). A --vm goes in the network holding its IP.
   db.py add-floating FILE --count 1000 --range 10.2.4.0/22 [--fixed 10.0.0.3 | --unassociated]
   db.py show FILE
 """
@@ -34,12 +40,14 @@ import tempfile
 VERSION = 1
 
 
-def network_from_cidr(cidr, bridge="br100", label="private", cidr_v6=None):
+def network_from_cidr(cidr, bridge="br100", label="private", cidr_v6=None,
+                      bridge_interface=None):
     net = ipaddress.ip_network(cidr, strict=False)
     hosts = net.hosts()
     gateway = next(hosts)
     dhcp_start = next(hosts)
-    n = {"label": label, "bridge": bridge, "bridge_interface": None, "cidr": str(net),
+    n = {"label": label, "bridge": bridge, "bridge_interface": bridge_interface,
+         "cidr": str(net),
          "gateway": str(gateway), "broadcast": str(net.broadcast_address),
          "netmask": str(net.netmask), "dhcp_start": str(dhcp_start),
          "cidr_v6": None, "gateway_v6": None}
@@ -59,11 +67,37 @@ def empty():
     return {"version": VERSION, "networks": [], "fixed_ips": [], "floating_ips": []}
 
 
-def default_db(fixed_range="10.0.0.0/24", bridge="br100", cidr_v6=None):
+def parse_network(text, index):
+    """--network CIDR,BRIDGE[,IFACE[,CIDR_V6]] -> a database network (label net<index>)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not 2 <= len(parts) <= 4 or not parts[0] or not parts[1]:
+        raise ValueError("--network %r: expected CIDR,BRIDGE[,IFACE[,CIDR_V6]]" % text)
+    iface = parts[2] if len(parts) > 2 and parts[2] not in ("", "-") else None
+    cidr_v6 = parts[3] if len(parts) > 3 and parts[3] not in ("", "-") else None
+    return network_from_cidr(parts[0], parts[1], label="net%d" % index, cidr_v6=cidr_v6,
+                             bridge_interface=iface)
+
+
+def bridge_for(d, address):
+    """The bridge of the network holding ADDRESS (the first network's if none does)."""
+    ip = ipaddress.ip_address(address)
+    for net in d["networks"]:
+        if ip in ipaddress.ip_network(net["cidr"]):
+            return net["bridge"]
+    if not d["networks"]:
+        raise ValueError("no network for fixed IP %s" % address)
+    return d["networks"][0]["bridge"]
+
+
+def add_vm(d, name, address, mac=None):
+    d["fixed_ips"].append({"address": address, "mac": mac or mac_for(address),
+                           "hostname": name, "bridge": bridge_for(d, address)})
+
+
+def default_db(fixed_range="10.0.0.0/24", bridge="br100", cidr_v6=None, networks=None):
     d = empty()
-    d["networks"].append(network_from_cidr(fixed_range, bridge, cidr_v6=cidr_v6))
-    d["fixed_ips"].append({"address": "10.0.0.3", "mac": mac_for("10.0.0.3"),
-                           "hostname": "vm1", "bridge": bridge})
+    d["networks"].extend(networks or [network_from_cidr(fixed_range, bridge, cidr_v6=cidr_v6)])
+    add_vm(d, "vm1", "10.0.0.3")
     d["floating_ips"].append({"address": "10.2.3.104", "fixed_address": "10.0.0.3",
                               "interface": None})
     return d
@@ -139,6 +173,9 @@ def main(argv=None):
     pi.add_argument("--fixed-range", default="10.0.0.0/24")
     pi.add_argument("--bridge", default="br100")
     pi.add_argument("--cidr-v6", default=None)
+    pi.add_argument("--network", action="append", default=[],
+                    metavar="CIDR,BRIDGE[,IFACE[,CIDR_V6]]",
+                    help="a network (repeatable); replaces --fixed-range/--bridge/--cidr-v6")
     pi.add_argument("--no-defaults", action="store_true",
                     help="no vm1 / floating 10.2.3.104, only the network")
     pi.add_argument("--vm", action="append", default=[], metavar="NAME=IP[=MAC]")
@@ -156,17 +193,22 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     if a.cmd == "init":
+        networks = [parse_network(t, i) for i, t in enumerate(a.network, 1)]
+        if not networks:
+            networks = [network_from_cidr(a.fixed_range, a.bridge, cidr_v6=a.cidr_v6)]
+        bridges = [n["bridge"] for n in networks]
+        if len(set(bridges)) != len(bridges):
+            raise ValueError("two networks on one bridge: %s" % ", ".join(bridges))
         if a.no_defaults:
             d = empty()
-            d["networks"].append(network_from_cidr(a.fixed_range, a.bridge, cidr_v6=a.cidr_v6))
+            d["networks"].extend(networks)
         else:
-            d = default_db(a.fixed_range, a.bridge, a.cidr_v6)
+            d = default_db(networks=networks)
         for v in a.vm:
             parts = v.split("=")
-            name, ip = parts[0], parts[1]
-            mac = parts[2] if len(parts) > 2 else mac_for(ip)
-            d["fixed_ips"].append({"address": ip, "mac": mac, "hostname": name,
-                                   "bridge": a.bridge})
+            if len(parts) not in (2, 3):
+                raise ValueError("--vm %r: expected NAME=IP[=MAC]" % v)
+            add_vm(d, parts[0], parts[1], parts[2] if len(parts) > 2 else None)
         for fl in a.floating:
             f, x = fl.split("=")
             d["floating_ips"].append({"address": f, "fixed_address": x, "interface": None})

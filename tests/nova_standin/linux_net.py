@@ -250,7 +250,8 @@ class LinuxNet:
         self.ln = configure(flags, runner, networks_path, use_ipv6, flagfile_path)
         self.l3 = NOVA.l3.LinuxNetL3()
         self.networks = []
-        self.applied = {"networks": [], "floating": [], "dnsmasq": [], "radvd": []}
+        self.applied = {"networks": [], "floating": [], "dnsmasq": [], "radvd": [],
+                        "warnings": []}
 
     @property
     def ipt(self):
@@ -260,6 +261,15 @@ class LinuxNet:
         bridge = self.flags.get("flat_network_bridge", "br100")
         self.networks = [network_ref(net, i, bridge) for i, net in enumerate(d["networks"], 1)]
         FixedIPList.rows = list(d["fixed_ips"])
+        # nova's LinuxBridgeInterfaceDriver.plug: `CONF.flat_interface or
+        # network['bridge_interface']`: the flag, when set, wins for every flat network.
+        flat = self.flags.get("flat_interface")
+        for net in self.networks:
+            if flat and net["bridge_interface"] and net["bridge_interface"] != flat:
+                self.applied["warnings"].append(
+                    "network %s (%s): bridge_interface %s ignored, nova plugs %s onto "
+                    "flat_interface %s" % (net["label"], net["cidr"], net["bridge_interface"],
+                                           net["bridge"], flat))
 
     def network_for(self, fixed):
         """The network of a fixed IP (nova: fixed_ip.network)."""

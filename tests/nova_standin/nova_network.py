@@ -297,6 +297,8 @@ def main(argv=None):
             log("init_host failed", error=str(e))
             recorder.event("init_host_failed", error=str(e))
             return 1
+        for w in state.net.applied["warnings"]:
+            log("warning: " + w)
         applied = {"host": host, "node": node, "pid": os.getpid(), "time": time.time(),
                    "duration_s": round(time.time() - t_net, 3), "command_cost": command_cost,
                    "commands": runner.log, "applied": state.net.applied,

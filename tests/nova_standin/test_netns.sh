@@ -3,17 +3,22 @@
 # eth1 (public) and eth2 (flat) are veth ends inside the namespace (peers in it too), the
 # stand-in runs with --skip-rpc, we check bridge, addresses, dnsmasq, iptables, then SIGTERM it
 # and check that everything stays behind, then remove the namespace and every process in it.
-#   tests/nova_standin/test_netns.sh [--ipv6] [--floating N] [stand-in flags...]
+#   tests/nova_standin/test_netns.sh [--ipv6] [--networks 1|2] [--floating N] [stand-in flags...]
+# --networks 2: the lab's real-site shape: a second flat network, br101 on eth5 (10.0.1.0/24,
+# vm2 10.0.1.3, floating IP 10.2.3.110), each network's bridge_interface from the database and
+# no flat_interface flag (nova's plug would put both bridges on it); with --ipv6 the networks
+# get fd00::/64 and fd00:0:0:1::/64 and a radvd each.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=$ROOT/.venv/bin/python
 D=$ROOT/tests/nova_standin
 NS=nsstandin-$$
 T=$(mktemp -d /tmp/nova-standin-ns.XXXXXX)
-IPV6=0; NFLOAT=0; EXTRA=()
+IPV6=0; NFLOAT=0; NNETS=1; EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --ipv6) IPV6=1 ;;
+    --networks) NNETS=$2; shift ;;
     --floating) NFLOAT=$2; shift ;;
     *) EXTRA+=("$1") ;;
   esac
@@ -39,13 +44,25 @@ N="ip netns exec $NS"
 $N ip link set lo up
 $N ip link add eth1 type veth peer name eth1p
 $N ip link add eth2 type veth peer name eth2p
-for i in eth1 eth1p eth2 eth2p; do $N ip link set "$i" up; done
+$N ip link add eth5 type veth peer name eth5p
+for i in eth1 eth1p eth2 eth2p eth5 eth5p; do $N ip link set "$i" up; done
 $N ip addr add 10.2.3.11/24 dev eth1
 
 cp "$ROOT/tests/fixtures/nova.conf.flagfile" "$T/nova.conf"
 printf -- '--networks_path=%s/networks\n--state_path=%s\n' "$T" "$T" >>"$T/nova.conf"
-if [ $IPV6 = 1 ]; then
+if [ "$NNETS" = 2 ]; then
+  V6A=-; V6B=-
+  if [ $IPV6 = 1 ]; then
+    printf -- '--use_ipv6\n--fixed_range_v6=fd00::/48\n' >>"$T/nova.conf"
+    V6A=fd00::/64; V6B=fd00:0:0:1::/64
+  fi
+  # each network on its own bridge_interface: no flat_interface flag (empty: unset)
+  printf -- '--flat_interface=\n' >>"$T/nova.conf"
+  "$PY" "$D/db.py" init "$T/db.json" --network "10.0.0.0/24,br100,eth2,$V6A" \
+    --network "10.0.1.0/24,br101,eth5,$V6B" --vm vm2=10.0.1.3 --floating 10.2.3.110=10.0.1.3 >/dev/null
+elif [ $IPV6 = 1 ]; then
   printf -- '--use_ipv6\n--fixed_range_v6=fd00:10::/64\n' >>"$T/nova.conf"
+  V6A=fd00:10::/64
   "$PY" "$D/db.py" init "$T/db.json" --cidr-v6 fd00:10::/64 >/dev/null
 else
   "$PY" "$D/db.py" init "$T/db.json" >/dev/null
@@ -94,9 +111,36 @@ if [ $IPV6 = 1 ]; then
   RPID=$(cat "$T/networks/nova-ra-br100.pid" 2>/dev/null)
   if [ -n "$RPID" ] && [ -d /proc/"$RPID" ]; then ok "radvd pid $RPID"; else bad "radvd"; fi
   # nova's initialize_gateway_device: `ip -f inet6 addr change <cidr_v6> dev br100`
-  if $N ip -o -6 addr show dev br100 | grep -q 'fd00:10::/64'; then ok "br100 has fd00:10::/64"; else bad "v6 address"; fi
+  if $N ip -o -6 addr show dev br100 | grep -q "$V6A"; then ok "br100 has $V6A"; else bad "v6 address"; fi
+fi
+if [ "$NNETS" = 2 ]; then
+  if $N ip link show eth5 | grep -q 'master br101'; then ok "eth5 enslaved to br101 (its bridge_interface)"; else bad "eth5 not in br101"; fi
+  if $N ip link show eth2 | grep -q 'master br100'; then ok "eth2 still in br100 alone"; else bad "eth2 moved"; fi
+  if $N ip -o -4 addr show dev br101 | grep -q '10.0.1.1/24 brd 10.0.1.255'; then ok "br101 has 10.0.1.1/24"; else bad "br101 gateway"; fi
+  if $N ip -o addr show dev eth1 | grep -q '10.2.3.110/32'; then ok "10.2.3.110/32 on eth1"; else bad "second floating address"; fi
+  DPID2=$(cat "$T/networks/nova-br101.pid" 2>/dev/null)
+  if [ -n "$DPID2" ] && [ "$DPID2" != "$DPID" ] && tr '\0' ' ' </proc/"$DPID2"/cmdline | grep -q -- '--listen-address=10.0.1.1'; then
+    ok "a second dnsmasq, pid $DPID2, on 10.0.1.1"
+  else bad "no dnsmasq for br101"; fi
+  if grep -q 'fa:16:3e:00:01:03,vm2.novalocal,10.0.1.3' "$T/networks/nova-br101.conf" &&
+    ! grep -q 10.0.1.3 "$T/networks/nova-br100.conf"; then ok "br101's hosts file holds vm2 alone"; else bad "br101 hosts file"; fi
+  if [ $IPV6 = 1 ]; then
+    RPID2=$(cat "$T/networks/nova-ra-br101.pid" 2>/dev/null)
+    if [ -n "$RPID2" ] && [ -d /proc/"$RPID2" ] && grep -q 'prefix fd00:0:0:1::/64' "$T/networks/nova-ra-br101.conf"; then
+      ok "radvd pid $RPID2 for br101 (prefix fd00:0:0:1::/64)"
+    else bad "radvd for br101"; fi
+    if $N ip -o -6 addr show dev br101 | grep -q 'fd00:0:0:1::/64'; then ok "br101 has fd00:0:0:1::/64"; else bad "br101 v6 address"; fi
+  fi
 fi
 $N iptables-save >"$T/ipt.txt"
+WANT2=()
+[ "$NNETS" = 2 ] && WANT2=(
+  '-A nova-network-snat -s 10.0.1.0/24 -o eth1 -j SNAT --to-source 10.2.3.120'
+  '-A nova-network-FORWARD -i br101 -j ACCEPT' '-A nova-network-FORWARD -o br101 -j ACCEPT'
+  '-A nova-network-POSTROUTING -s 10.0.1.0/24 -d 10.2.3.120/32 -j ACCEPT'
+  '-A nova-network-PREROUTING -d 10.2.3.110/32 -j DNAT --to-destination 10.0.1.3'
+  '-A nova-network-float-snat -s 10.0.1.3/32 -o eth1 -j SNAT --to-source 10.2.3.110'
+  '-A nova-network-POSTROUTING -o br101 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill')
 for want in \
   '-A FORWARD -j nova-filter-top' '-A OUTPUT -j nova-filter-top' \
   '-A nova-filter-top -j nova-network-local' '-A INPUT -j nova-network-INPUT' \
@@ -115,7 +159,8 @@ for want in \
   '-A nova-network-float-snat -s 10.0.0.3/32 -o eth1 -j SNAT --to-source 10.2.3.104' \
   '-A nova-network-POSTROUTING -s 10.0.0.3/32 -m conntrack --ctstate DNAT -j SNAT --to-source 10.2.3.104' \
   '-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill' \
-  '-A PREROUTING -j nova-network-PREROUTING' '-A POSTROUTING -j nova-network-POSTROUTING' ; do
+  '-A PREROUTING -j nova-network-PREROUTING' '-A POSTROUTING -j nova-network-POSTROUTING' \
+  "${WANT2[@]}"; do
   if grep -qxF -- "$want" "$T/ipt.txt"; then ok "iptables: $want"; else bad "iptables missing: $want"; fi
 done
 echo "--- iptables-save in $NS:"; grep -v '^#' "$T/ipt.txt" | head -60
