@@ -45,6 +45,7 @@ fn snapshot(n: usize) -> Snapshot {
             name: "br100".into(),
             addresses: vec!["10.0.0.1/24".parse().unwrap_or_else(|_| unreachable!())],
             ports: vec!["eth2".into()],
+            link_local: Vec::new(),
         }],
         files: vec![MirroredFile {
             name: "nova-br100.conf".into(),
@@ -101,7 +102,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    for n in [1usize, 1000] {
+    for n in [1usize, 1000, 10_000] {
         let snap = snapshot(n);
         let nonce = [1u8; NONCE_LEN];
         let header = Header {
@@ -111,7 +112,11 @@ fn main() {
             generation: 1,
             seq: 1,
         };
-        let rounds = if n == 1 { 10_000 } else { 50 };
+        let rounds = match n {
+            1 => 10_000,
+            1000 => 50,
+            _ => 10,
+        };
         let start = Instant::now();
         let mut frame_bytes = Vec::new();
         for _ in 0..rounds {
@@ -142,7 +147,7 @@ fn main() {
         }
         let verify = start.elapsed() / rounds;
         println!(
-            "  snapshot of {n:>4} floating IP(s): {:>8} bytes; serialise+sign {:>8.1} us; verify+parse {:>8.1} us",
+            "  snapshot of {n:>5} floating IP(s): {:>8} bytes; serialise+sign {:>8.1} us; verify+parse {:>8.1} us",
             frame_bytes.len(),
             encode.as_secs_f64() * 1e6,
             verify.as_secs_f64() * 1e6

@@ -84,7 +84,7 @@ fn regression_check_config_omitted_the_mirror_and_the_gateways() {
     let release = stdout.find("release, in order:").unwrap();
     let tidy = stdout.find("then the peer is told").unwrap();
     let mirror = stdout.find("apply the mirror").unwrap();
-    let gateways = stdout.find("(nova's gateways)").unwrap();
+    let gateways = stdout.find("nova's gateways").unwrap();
     assert!(takeover < mirror && mirror < release, "{stdout}");
     assert!(release < gateways && gateways < tidy, "{stdout}");
 }

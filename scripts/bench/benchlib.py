@@ -199,14 +199,14 @@ def log_time(line):
         return None
 
 
-def record(kind, run_no, probe_path, **fields):
-    """One run as a dict: the largest disconnection of the VIP and of the VM in the prober's
-    report (0 when there was no outage, None when the outage was still open at an edge of the
-    probe window), then the given fields."""
+def record(kind, run_no, probe_path, names=("vip", "vm"), **fields):
+    """One run as a dict: the largest disconnection of each of the prober's targets `names`
+    (by default the VIP and the VM) in its report (0 when there was no outage, None when the
+    outage was still open at an edge of the probe window), then the given fields."""
     with open(probe_path) as f:
         probe = json.load(f)
     out = {"kind": kind, "run": run_no}
-    for name in ("vip", "vm"):
+    for name in names:
         target = probe["targets"][name]
         out[name + "_ms"] = 0.0 if not target["outages"] else target["max_disconnection_ms"]
     out.update(fields)

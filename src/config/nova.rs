@@ -159,6 +159,9 @@ pub struct NovaConf {
     pub network_manager: String,
     /// This server's address as nova sees it, when set.
     pub my_ip: Option<IpAddr>,
+    /// Where nova's metadata forward (169.254.169.254:80) sends the VMs, as written; nova's
+    /// default is `$my_ip`, this server's own address.
+    pub metadata_host: Option<String>,
     /// Every flag read, by name (the last definition wins).
     pub raw: BTreeMap<String, Flag>,
 }
@@ -167,6 +170,40 @@ impl NovaConf {
     /// The flag `key` as written, if set.
     pub fn flag(&self, key: &str) -> Option<&Flag> {
         self.raw.get(key)
+    }
+
+    /// Why the VMs' metadata would stop answering after a failover, if it would: nova's
+    /// metadata forward DNATs 169.254.169.254 to `metadata_host`, and when that is this
+    /// server's own address (nova's default, `$my_ip`), it is gone with this server. `None`
+    /// when it names a VIP or another host. The text starts with where it was read.
+    pub fn metadata_host_warning(&self, vips: &[IpAddr]) -> Option<String> {
+        let vip_list = vips
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let advice = format!(
+            "after a failover the VMs' metadata (169.254.169.254) would go to the server that is down: set metadata_host to a VIP ({vip_list}) and run the metadata service on every network server, or to a host that is not one of them"
+        );
+        match (&self.metadata_host, self.flag("metadata_host")) {
+            (None, _) => Some(format!(
+                "{}: nova's `metadata_host` is not set, so nova uses my_ip ({}), this server's own address: {advice}",
+                self.path.display(),
+                self.my_ip
+                    .map_or_else(|| "not set either".to_owned(), |ip| ip.to_string())
+            )),
+            (Some(host), Some(flag)) => {
+                let ip = host.parse::<IpAddr>().ok()?;
+                (Some(ip) == self.my_ip && !vips.contains(&ip)).then(|| {
+                    format!(
+                        "{}:{}: nova's `metadata_host` {ip} is my_ip, this server's own address: {advice}",
+                        flag.file.display(),
+                        flag.line
+                    )
+                })
+            }
+            (Some(_), None) => None,
+        }
     }
 
     /// Check that `routing_source_ip` is set and is one of `vips`.
@@ -524,6 +561,7 @@ fn extract(
         network_manager: text("network_manager")
             .unwrap_or_else(|| DEFAULT_NETWORK_MANAGER.to_owned()),
         my_ip,
+        metadata_host: text("metadata_host"),
         raw,
     })
 }
@@ -695,6 +733,36 @@ mod tests {
         assert_eq!(
             c.flag("host").map(|f| f.file.clone()),
             Some(dir.path().join("common.conf"))
+        );
+    }
+
+    #[test]
+    fn metadata_host_on_this_server_is_warned_about() {
+        let vips: Vec<IpAddr> = vec!["10.2.3.120".parse().unwrap()];
+        let warn = |text: &str| {
+            parse(Path::new("n"), text)
+                .unwrap()
+                .metadata_host_warning(&vips)
+        };
+        let w = warn("--host=h\n--my_ip=10.2.3.11\n").unwrap();
+        assert!(
+            w.starts_with("n: nova's `metadata_host` is not set, so nova uses my_ip (10.2.3.11)"),
+            "{w}"
+        );
+        assert!(w.contains("set metadata_host to a VIP (10.2.3.120)"), "{w}");
+        let w = warn("--host=h\n--my_ip=10.2.3.11\n--metadata_host=10.2.3.11\n").unwrap();
+        assert!(
+            w.starts_with("n:3: nova's `metadata_host` 10.2.3.11 is my_ip"),
+            "{w}"
+        );
+        assert_eq!(
+            warn("--host=h\n--my_ip=10.2.3.11\n--metadata_host=10.2.3.120\n"),
+            None
+        );
+        assert_eq!(warn("--host=h\n--metadata_host=api.example.org\n"), None);
+        assert_eq!(
+            warn("--host=h\n--my_ip=10.2.3.11\n--metadata_host=10.9.0.5\n"),
+            None
         );
     }
 

@@ -148,7 +148,9 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
                 None => done.missing_ports.push(port.clone()),
             }
         }
-        for addr in &b.addresses {
+        // The old router's link-local address too (without duplicate address detection, as
+        // every IPv6 address added here): the VMs' default route stays valid.
+        for addr in b.addresses.iter().chain(&b.link_local) {
             a.add(&b.name, *addr).await?;
         }
     }

@@ -85,7 +85,9 @@ pub async fn refresh(plan: &Plan, snap: &mut Snapshot, parts: Parts) -> Result<(
             .map(|save| firewall::ebtables::nova_rules(&save))
             .unwrap_or_default();
     }
-    if parts.net {
+    // Which addresses are floating IPs depends on nova's chains too (their DNATs): nova
+    // binds the addresses at start-up before its one deferred iptables apply.
+    if parts.net || parts.firewall {
         read_net(plan, snap).await?;
     }
     if parts.files {
@@ -124,14 +126,20 @@ async fn read_net(plan: &Plan, snap: &mut Snapshot) -> Result<(), CaptureError> 
             .map(|p| p.name.clone())
             .collect();
         ports.sort();
+        let (link_local, addresses): (Vec<_>, Vec<_>) = a
+            .list(&l.name)
+            .await?
+            .into_iter()
+            .partition(|x| addrs::is_link_local(x.addr()));
+        // The router address radvd advertises, when nova runs radvd on this bridge.
+        let advertised = plan
+            .networks_path
+            .join(format!("nova-ra-{}.conf", l.name))
+            .exists();
         snap.bridges.push(Bridge {
             name: l.name.clone(),
-            addresses: a
-                .list(&l.name)
-                .await?
-                .into_iter()
-                .filter(|x| !addrs::is_link_local(x.addr()))
-                .collect(),
+            addresses,
+            link_local: if advertised { link_local } else { Vec::new() },
             ports,
         });
     }

@@ -36,6 +36,12 @@ pub struct Bridge {
     pub name: String,
     /// Its addresses (the network's gateway).
     pub addresses: Vec<IpNet>,
+    /// Its link-local IPv6 addresses when nova's radvd advertises it as the VMs' router
+    /// (`nova-ra-BRIDGE.conf`): the VMs' IPv6 default route points at them, so the new active
+    /// takes them over as VRRPv3 does with its virtual link-local address. Absent from older
+    /// senders.
+    #[serde(default)]
+    pub link_local: Vec<IpNet>,
     /// Its ports (the flat interface), by name.
     pub ports: Vec<String>,
 }
@@ -61,10 +67,14 @@ impl Snapshot {
             ));
         }
         for b in &self.bridges {
-            if !b.addresses.is_empty() {
+            if !b.addresses.is_empty() || !b.link_local.is_empty() {
                 out.push((
                     b.name.clone(),
-                    b.addresses.iter().map(IpNet::addr).collect(),
+                    b.addresses
+                        .iter()
+                        .chain(&b.link_local)
+                        .map(IpNet::addr)
+                        .collect(),
                 ));
             }
         }

@@ -467,7 +467,8 @@ pub async fn release_tidy(plan: &Plan) -> Outcome {
     run_all(steps::RELEASE_TIDY, plan).await
 }
 
-/// Delete every address of nova's bridges and VLANs (the gateways).
+/// Delete every address of nova's bridges and VLANs (the gateways, and the link-local router
+/// address nova's radvd advertises).
 async fn del_gateways(plan: &Plan) -> Result<String, StepFailure> {
     let links = links::Links::open()?.list().await?;
     let nova = plan.nova_links();
@@ -477,10 +478,10 @@ async fn del_gateways(plan: &Plan) -> Result<String, StepFailure> {
         .iter()
         .filter(|l| matches!(nova.verdict(l, &links), links::Verdict::Nova(_)))
     {
+        // The link-local ones too: the router address the VMs use, which the peer takes
+        // over now; the bridge goes with the tidy-up anyway.
         for addr in a.list(&l.name).await? {
-            if !addrs::is_link_local(addr.addr())
-                && a.del(&l.name, addr).await? == addrs::Change::Done
-            {
+            if a.del(&l.name, addr).await? == addrs::Change::Done {
                 deleted.push(format!("{addr} dev {}", l.name));
             }
         }

@@ -281,8 +281,21 @@ async fn wait_gone(procs: Vec<Found>, grace: Duration) -> Vec<Found> {
     }
 }
 
-/// Stop every process [`find`] reports: SIGTERM to all, wait up to `grace`, SIGKILL to the
-/// survivors, wait up to `grace` again. Returns what it stopped (empty: nothing ran).
+/// The signal a process is stopped with first: SIGKILL for radvd, whose SIGTERM sends a last
+/// advertisement withdrawing the router (lifetime 0), so the VMs would drop their IPv6
+/// default route until the new active's radvd speaks, while the new active takes the
+/// router's link-local address over and keeps that route working; SIGTERM for the rest.
+fn first_signal(exe: &Path) -> Signal {
+    if exe.file_name().is_some_and(|n| n == "radvd") {
+        Signal::SIGKILL
+    } else {
+        Signal::SIGTERM
+    }
+}
+
+/// Stop every process [`find`] reports: SIGTERM to all (SIGKILL to radvd, see
+/// [`first_signal`]), wait up to `grace`, SIGKILL to the survivors, wait up to `grace` again.
+/// Returns what it stopped (empty: nothing ran).
 pub async fn stop(
     executables: &[PathBuf],
     networks_path: &Path,
@@ -290,13 +303,17 @@ pub async fn stop(
 ) -> Result<Vec<Stopped>, Error> {
     let found = find(executables, networks_path)?;
     for p in &found {
-        signal(p, Signal::SIGTERM)?;
+        signal(p, first_signal(&p.exe))?;
     }
-    let stubborn = wait_gone(found.clone(), grace).await;
+    let survivors = wait_gone(found.clone(), grace).await;
+    let stubborn: Vec<&Found> = survivors
+        .iter()
+        .filter(|p| first_signal(&p.exe) != Signal::SIGKILL)
+        .collect();
     for p in &stubborn {
         signal(p, Signal::SIGKILL)?;
     }
-    if let Some(p) = wait_gone(stubborn.clone(), grace).await.first() {
+    if let Some(p) = wait_gone(survivors.clone(), grace).await.first() {
         return Err(Error::Survived {
             pid: p.pid,
             exe: p.exe.clone(),
@@ -305,7 +322,8 @@ pub async fn stop(
     Ok(found
         .into_iter()
         .map(|p| Stopped {
-            killed: stubborn.iter().any(|s| s.pid == p.pid),
+            killed: first_signal(&p.exe) == Signal::SIGKILL
+                || stubborn.iter().any(|s| s.pid == p.pid),
             pid: p.pid,
             exe: p.exe,
             why: p.nova.unwrap_or_default(),

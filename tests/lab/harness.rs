@@ -310,7 +310,11 @@ pub(crate) fn until(lab: &Lab, what: &str, limit: Duration, mut cond: impl FnMut
     while !cond() {
         assert!(
             start.elapsed() < limit,
-            "{what} not within {limit:?}\n--- net1:\n{}\n--- net2:\n{}",
+            "{what} not within {limit:?}\n--- net2's held snapshot: {:?}\n--- net1:\n{}\n--- net2:\n{}",
+            lab.ha(&["status", "net2", "--json"])
+                .status
+                .success()
+                .then(|| lab.held_summary("net2")),
             lab.log("net1"),
             lab.log("net2")
         );

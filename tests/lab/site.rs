@@ -5,6 +5,8 @@
 //! release, the start-up clean slate and the mirror touch nova-network's part alone, and move
 //! every floating IP nova bound.
 
+use std::time::Duration;
+
 use super::harness::*;
 
 /// A floating IP of a second pool, outside any range nova.conf names.
@@ -200,4 +202,92 @@ fn lab_only_nova_networks_state_moves_and_every_pool_with_it() {
     assert!(lab.router_sees(OTHER_POOL, "net1"));
     assert!(lab.other_binary_intact("net1", "nova-compute"));
     lab.assert_not_novas_kept("net1", libvirt[0], "after the unplanned takeover");
+}
+
+/// vm1's IPv6 address (SLAAC from nova's radvd on br100: fd00::/64 and its MAC).
+const VM1_V6: &str = "fd00::f816:3eff:fe00:3";
+
+impl Lab {
+    /// The link-local router vm1's IPv6 default route goes through (nova's radvd on br100).
+    fn vm_router(&self) -> Option<String> {
+        let routes = text(&self.exec("vm1", &["ip", "-6", "route", "show", "default"]));
+        routes
+            .split_whitespace()
+            .skip_while(|w| *w != "via")
+            .nth(1)
+            .map(str::to_owned)
+    }
+
+    /// Whether `addr` is on `node`'s `iface`.
+    fn has_address(&self, node: &str, iface: &str, addr: &str) -> bool {
+        text(&self.exec(node, &["ip", "-6", "addr", "show", "dev", iface]))
+            .contains(&format!("inet6 {addr}/"))
+    }
+}
+
+/// Metadata answers from the new active (nova's forward goes to the VIP). And the VMs' IPv6
+/// default router is the active's bridge link-local address, which nova's
+/// radvd advertises and which the standby's bridge does not have (its MAC differs). After a
+/// power-off, the new active takes that address over from the mirror and announces it (as
+/// VRRPv3 does with its virtual link-local address), so the VM's route stays valid instead of
+/// waiting for its neighbour detection to give the dead router up.
+#[test]
+fn lab_the_vms_ipv6_router_and_metadata_move_with_the_service() {
+    let Some(lab) = Lab::up("ipv6_router", &[]) else {
+        return;
+    };
+    lab.start_pair();
+    let answered = lab.ha(&["vm-answers", "30", VM1_V6]);
+    assert!(answered.status.success(), "{}", text(&answered));
+    let mut router = None;
+    until(&lab, "vm1 routing IPv6 through nova's radvd", BOUND, || {
+        router = lab.vm_router();
+        router.is_some()
+    });
+    let router = router.unwrap_or_default();
+    assert!(router.starts_with("fe80:"), "{router}");
+    assert!(lab.has_address("net1", "br100", &router));
+    assert!(!lab.has_address("net2", "br100", &router));
+    // The snapshot net2 holds was taken after radvd started (its file is in it).
+    until(&lab, "net2 holding a snapshot", BOUND, || {
+        lab.held_floating("net2") == BASE_FLOATING
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let served = lab.ha_ok(&["metadata", "vm1"]);
+    assert!(served.contains("served-by: net1"), "{served}");
+    lab.lab_ok(&["poweroff", "net1"]);
+    lab.wait("net2", "active", BOUND);
+    // nova's metadata forward goes to the VIP (metadata_host): net2's metadata answers.
+    let served = lab.ha_ok(&["metadata", "vm1", "30"]);
+    assert!(served.contains("served-by: net2"), "{served}");
+    until(&lab, "net2 holding the router's address", BOUND, || {
+        lab.has_address("net2", "br100", &router)
+    });
+    let mac = lab.mac("net2", "br100");
+    until(
+        &lab,
+        "vm1's neighbour entry for its router naming net2",
+        BOUND,
+        || text(&lab.exec("vm1", &["ip", "-6", "neigh", "show", &router])).contains(&mac),
+    );
+    let answered = lab.ha(&["vm-answers", "30", VM1_V6]);
+    assert!(answered.status.success(), "{}", text(&answered));
+    // A planned switchover back: net1 returns, takes over, and the address follows again;
+    // radvd on net2 is killed, not terminated, so no last advertisement withdraws the route.
+    lab.lab_ok(&["poweron", "net1", "--clean"]);
+    lab.ha_ok(&["start", "net1"]);
+    lab.wait("net1", "standby", Duration::from_secs(30));
+    until(&lab, "net1 holding a snapshot", BOUND, || {
+        lab.held_floating("net1") == BASE_FLOATING
+    });
+    lab.ha_ok(&["takeover", "net1"]);
+    lab.wait("net1", "active", BOUND);
+    until(
+        &lab,
+        "net1 holding the router's address again",
+        BOUND,
+        || lab.has_address("net1", "br100", &router),
+    );
+    let answered = lab.ha(&["vm-answers", "30", VM1_V6]);
+    assert!(answered.status.success(), "{}", text(&answered));
 }

@@ -383,6 +383,9 @@ pub fn validate(
         if let Err(e) = n.check_routing_source_ip(&vips) {
             push_nova(cx, vec![e]);
         }
+        if let Some(w) = n.metadata_host_warning(&vips) {
+            cx.warnings.push(w);
+        }
     }
 
     // [state]
