@@ -132,11 +132,17 @@ fn measure(ns: &Netns, n: usize) -> Result<String, String> {
                     .await
                     .map_err(|e| format!("rollback: {e}"))?;
                 let rolled = start.elapsed();
+                let parts: Vec<String> = done
+                    .timings
+                    .iter()
+                    .map(|(part, d)| format!("{part} {:.1}", d.as_secs_f64() * 1e3))
+                    .collect();
                 Ok::<_, String>(format!(
-                    "  {n:>5} floating IPs in {} ranges, {} iptables rules: apply {:>7.1} ms ({} frames announced), rollback {:>7.1} ms",
+                    "  {n:>5} floating IPs in {} ranges, {} iptables rules: apply {:>7.1} ms ({}; {} frames announced), rollback {:>7.1} ms",
                     RANGES.len(),
                     snap.iptables_v4.lines().filter(|l| l.starts_with('-')).count(),
                     applied.as_secs_f64() * 1e3,
+                    parts.join(", "),
                     done.frames,
                     rolled.as_secs_f64() * 1e3
                 ))

@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use tokio::time::Instant;
 
 use ipnet::IpNet;
 use rtnetlink::{LinkBridge, LinkUnspec};
@@ -64,6 +65,8 @@ pub struct Applied {
     pub frames: usize,
     /// Files written into networks_path.
     pub files: Vec<String>,
+    /// How long each part took (`bridges`, `chains`, `floating`, `announce`, `files`).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Applied {
@@ -83,6 +86,14 @@ impl Applied {
                 self.missing_ports.join(" ")
             ));
         }
+        if !self.timings.is_empty() {
+            let parts: Vec<String> = self
+                .timings
+                .iter()
+                .map(|(part, d)| format!("{part} {} ms", d.as_millis()))
+                .collect();
+            s.push_str(&format!("; {}", parts.join(", ")));
+        }
         s
     }
 }
@@ -97,6 +108,11 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
     let nova = plan
         .nova_links()
         .with_files(snap.files.iter().map(|f| f.name.as_str()));
+    let mut phase = Instant::now();
+    let mut lap = |done: &mut Applied, part: &'static str| {
+        done.timings.push((part, phase.elapsed()));
+        phase = Instant::now();
+    };
     for b in &snap.bridges {
         if !nova.owns_bridge(&b.name) {
             continue;
@@ -154,6 +170,7 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
             a.add(&b.name, *addr).await?;
         }
     }
+    lap(done, "bridges");
     // nova's chains before the floating IPs: a packet for a floating IP that is already
     // local but not yet DNATed would be answered here and its conntrack entry (no NAT) would
     // keep that flow from ever reaching the VM.
@@ -166,15 +183,27 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
         }
     }
     firewall::ebtables::restore(&snap.ebtables).await?;
-    for f in &snap.floating {
-        if a.add(&snap.public_interface, *f).await? == addrs::Change::Done {
-            done.floating.push(*f);
+    lap(done, "chains");
+    // IPv4 floating IPs as local routes of ours (nova-network binds the addresses itself
+    // later, and the reconcile removes the routes); anything else as addresses.
+    let (routed, other): (Vec<IpNet>, Vec<IpNet>) = snap
+        .floating
+        .iter()
+        .partition(|f| f.addr().is_ipv4() && f.prefix_len() == 32);
+    let mut added = a.add_local_routes(&snap.public_interface, &routed).await?;
+    added.extend(a.add_all(&snap.public_interface, &other).await?);
+    for (f, change) in added {
+        if change == addrs::Change::Done {
+            done.floating.push(f);
         }
     }
+    lap(done, "floating");
     for (iface, list) in snap.addresses() {
         done.frames += announce::announce(&iface, &list, &plan.announce).await?;
     }
+    lap(done, "announce");
     write_files(&plan.networks_path, snap, done)?;
+    lap(done, "files");
     Ok(())
 }
 
@@ -222,27 +251,35 @@ pub async fn rollback(plan: &Plan, done: &Applied) -> Result<String, StepError> 
     ))
 }
 
-/// Once nova-network has started (it consumes its queue, so its start-up is done): delete the
-/// floating IPs the mirror added that nova's chains no longer DNAT (disassociated after the
-/// snapshot was taken). Returns those deleted.
+/// Once nova-network has started (it consumes its queue, so its start-up is done, every
+/// floating IP it keeps bound as an address): remove the mirror's local routes, and with them
+/// the floating IPs nova did not bind (disassociated after the snapshot was taken). Returns
+/// those. `added` is what the apply added (nothing to do when empty).
 pub async fn reconcile(plan: &Plan, added: &[IpNet]) -> Result<Vec<IpNet>, StepFailure> {
     if added.is_empty() {
         return Ok(Vec::new());
     }
-    let save = firewall::save(firewall::Family::V4)
-        .await?
-        .unwrap_or_default();
-    let kept = firewall::dnat_destinations(&save, &plan.chain_prefix);
     let a = addrs::Addrs::open()?;
-    let mut removed = Vec::new();
-    for f in added {
-        let addr: IpAddr = f.addr();
-        if addr.is_ipv4()
-            && !kept.contains(&addr)
+    let routed = a.del_local_routes(&plan.public_interface).await?;
+    let bound: Vec<IpAddr> = a
+        .list(&plan.public_interface)
+        .await?
+        .iter()
+        .map(IpNet::addr)
+        .collect();
+    let mut removed: Vec<IpNet> = routed
+        .into_iter()
+        .filter(|f| !bound.contains(&f.addr()))
+        .collect();
+    // An address the apply added itself (not IPv4): gone when nova's chains do not DNAT it.
+    let kept = crate::takeover::floating::dnat_now(plan).await?;
+    for f in added.iter().filter(|f| f.addr().is_ipv6()) {
+        if !kept.contains(&f.addr())
             && a.del(&plan.public_interface, *f).await? == addrs::Change::Done
         {
             removed.push(*f);
         }
     }
+    removed.sort();
     Ok(removed)
 }

@@ -104,7 +104,7 @@ async fn read_net(plan: &Plan, snap: &mut Snapshot) -> Result<(), CaptureError> 
     let a = addrs::Addrs::open()?;
     let dnat = firewall::dnat_destinations(&snap.iptables_v4, &plan.chain_prefix);
     snap.floating = floating::select(
-        &a.list(&plan.public_interface).await?,
+        &floating::on_public(&a, plan).await?,
         &dnat,
         plan.floating_range,
         &plan.vip_addresses(),

@@ -7,10 +7,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
-use rtnetlink::AddressMessageBuilder;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::{AddressMessageBuilder, RouteMessageBuilder};
 
 use super::netlink::{Netlink, errno};
 
@@ -108,6 +111,168 @@ impl Addrs {
                 source,
             }),
         }
+    }
+
+    /// [`Addrs::add`] for every address of `list` on `iface`, the interface looked up once
+    /// and up to 64 requests in flight (10,000 floating IPs one round trip after another took
+    /// seconds); each address with what happened, in `list`'s order. The first failure is
+    /// returned once every request has ended.
+    pub async fn add_all(
+        &self,
+        iface: &str,
+        list: &[IpNet],
+    ) -> Result<Vec<(IpNet, Change)>, Error> {
+        if list.is_empty() {
+            return Ok(Vec::new());
+        }
+        let index = self.index(iface).await?.ok_or_else(|| Error::NoInterface {
+            iface: iface.to_owned(),
+        })?;
+        let mut pending = Vec::with_capacity(list.len());
+        for addr in list.iter().copied() {
+            let mut req = self
+                .nl
+                .handle
+                .address()
+                .add(index, addr.addr(), addr.prefix_len());
+            if addr.addr().is_ipv6() {
+                req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+            }
+            pending.push(async move { (addr, req.execute().await) });
+        }
+        let results: Vec<(IpNet, Result<(), rtnetlink::Error>)> =
+            futures::stream::iter(pending).buffered(64).collect().await;
+        results
+            .into_iter()
+            .map(|(addr, result)| match result {
+                Ok(()) => Ok((addr, Change::Done)),
+                Err(e) if errno(&e) == Some(nix::libc::EEXIST) => Ok((addr, Change::Already)),
+                Err(source) => Err(Error::Add {
+                    iface: iface.to_owned(),
+                    addr,
+                    source,
+                }),
+            })
+            .collect()
+    }
+
+    /// Make every IPv4 host address of `list` local on `iface` with a route of ours
+    /// (`ip route add local ADDR/32 dev IFACE table local proto 77`), the way the warm
+    /// standby binds floating IPs before nova-network starts: the kernel then answers ARP for
+    /// them and takes their packets (nova's DNAT does the rest) as for an address, but adding
+    /// 10,000 routes takes tens of milliseconds where 10,000 addresses take seconds (each
+    /// address insert walks the interface's address list). nova-network binds the addresses
+    /// itself later; [`Addrs::del_local_routes`] removes ours. Other entries of `list` are
+    /// skipped. Each address with what happened.
+    pub async fn add_local_routes(
+        &self,
+        iface: &str,
+        list: &[IpNet],
+    ) -> Result<Vec<(IpNet, Change)>, Error> {
+        let hosts: Vec<(IpNet, Ipv4Addr)> = list
+            .iter()
+            .filter_map(|n| match n.addr() {
+                IpAddr::V4(a) if n.prefix_len() == 32 => Some((*n, a)),
+                _ => None,
+            })
+            .collect();
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let index = self.index(iface).await?.ok_or_else(|| Error::NoInterface {
+            iface: iface.to_owned(),
+        })?;
+        let mut pending = Vec::with_capacity(hosts.len());
+        for (net, a) in hosts {
+            let req = self.nl.handle.route().add(local_route(index, a));
+            pending.push(async move { (net, req.execute().await) });
+        }
+        let results: Vec<(IpNet, Result<(), rtnetlink::Error>)> =
+            futures::stream::iter(pending).buffered(64).collect().await;
+        results
+            .into_iter()
+            .map(|(addr, result)| match result {
+                Ok(()) => Ok((addr, Change::Done)),
+                Err(e) if errno(&e) == Some(nix::libc::EEXIST) => Ok((addr, Change::Already)),
+                Err(source) => Err(Error::Add {
+                    iface: iface.to_owned(),
+                    addr,
+                    source,
+                }),
+            })
+            .collect()
+    }
+
+    /// The addresses our local routes ([`Addrs::add_local_routes`]) make local on `iface`.
+    pub async fn local_routes(&self, iface: &str) -> Result<Vec<IpNet>, Error> {
+        let list_err = |source| Error::List {
+            iface: iface.to_owned(),
+            source,
+        };
+        let Some(index) = self.index(iface).await? else {
+            return Ok(Vec::new());
+        };
+        let all: Vec<RouteMessage> = self
+            .nl
+            .handle
+            .route()
+            .get(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .table_id(LOCAL_TABLE)
+                    .build(),
+            )
+            .execute()
+            .try_collect()
+            .await
+            .map_err(list_err)?;
+        Ok(all
+            .iter()
+            .filter(|m| {
+                m.header.protocol == RouteProtocol::Other(LOCAL_ROUTE_PROTOCOL)
+                    && m.header.kind == RouteType::Local
+                    && m.header.destination_prefix_length == 32
+                    && m.attributes.contains(&RouteAttribute::Oif(index))
+            })
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                        IpNet::new(IpAddr::V4(*ip), 32).ok()
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Remove every local route of ours on `iface`; the addresses they made local.
+    pub async fn del_local_routes(&self, iface: &str) -> Result<Vec<IpNet>, Error> {
+        let ours = self.local_routes(iface).await?;
+        let Some(index) = self.index(iface).await? else {
+            return Ok(Vec::new());
+        };
+        let mut pending = Vec::with_capacity(ours.len());
+        for net in ours {
+            let IpAddr::V4(a) = net.addr() else { continue };
+            let req = self.nl.handle.route().del(local_route(index, a));
+            pending.push(async move { (net, req.execute().await) });
+        }
+        let results: Vec<(IpNet, Result<(), rtnetlink::Error>)> =
+            futures::stream::iter(pending).buffered(64).collect().await;
+        let mut deleted = Vec::new();
+        for (addr, result) in results {
+            match result {
+                Ok(()) => deleted.push(addr),
+                Err(e) if errno(&e) == Some(nix::libc::ESRCH) => {}
+                Err(source) => {
+                    return Err(Error::Del {
+                        iface: iface.to_owned(),
+                        addr,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// `ip addr del ADDR dev IFACE`; [`Change::Already`] when the address or the interface is
@@ -212,6 +377,25 @@ impl Addrs {
             .await
             .map_err(list_err)
     }
+}
+
+/// The routing protocol number of our local routes ([`Addrs::add_local_routes`]): unused by
+/// the kernel and the routing daemons iproute2 knows, so they are ours alone to remove.
+pub const LOCAL_ROUTE_PROTOCOL: u8 = 77;
+
+/// The kernel's `local` routing table.
+const LOCAL_TABLE: u32 = 255;
+
+/// `local ADDR/32 dev INDEX table local scope host proto 77`.
+fn local_route(index: u32, a: Ipv4Addr) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(a, 32)
+        .output_interface(index)
+        .table_id(LOCAL_TABLE)
+        .kind(RouteType::Local)
+        .scope(RouteScope::Host)
+        .protocol(RouteProtocol::Other(LOCAL_ROUTE_PROTOCOL))
+        .build()
 }
 
 /// The address (IFA_LOCAL, else IFA_ADDRESS) and prefix of a netlink address message.

@@ -56,12 +56,25 @@ pub async fn dnat_now(plan: &Plan) -> Result<BTreeSet<IpAddr>, firewall::Error> 
         .unwrap_or_default())
 }
 
+/// What answers as local on the public interface: its addresses, and the addresses the
+/// warm standby's local routes bind before nova-network does
+/// ([`addrs::Addrs::add_local_routes`]).
+pub async fn on_public(a: &addrs::Addrs, plan: &Plan) -> Result<Vec<IpNet>, addrs::Error> {
+    let mut all = a.list(&plan.public_interface).await?;
+    for r in a.local_routes(&plan.public_interface).await? {
+        if !all.contains(&r) {
+            all.push(r);
+        }
+    }
+    Ok(all)
+}
+
 /// nova's floating IPs on this server now (see [`select`]).
 pub async fn current(plan: &Plan) -> Result<Vec<(IpNet, Evidence)>, StepFailure> {
     let dnat = dnat_now(plan).await?;
-    let on_public = addrs::Addrs::open()?.list(&plan.public_interface).await?;
+    let a = addrs::Addrs::open()?;
     Ok(select(
-        &on_public,
+        &on_public(&a, plan).await?,
         &dnat,
         plan.floating_range,
         &plan.vip_addresses(),

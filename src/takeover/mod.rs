@@ -363,9 +363,12 @@ async fn del_vips(plan: &Plan) -> Result<String, StepFailure> {
 
 async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
     let a = addrs::Addrs::open()?;
-    let mut deleted = Vec::new();
-    for (f, _) in floating::current(plan).await? {
-        if a.del(&plan.public_interface, f).await? == addrs::Change::Done {
+    let current = floating::current(plan).await?;
+    // The warm standby's local routes first (all of them: they are ours alone), then the
+    // addresses.
+    let mut deleted = a.del_local_routes(&plan.public_interface).await?;
+    for (f, _) in current {
+        if a.del(&plan.public_interface, f).await? == addrs::Change::Done && !deleted.contains(&f) {
             deleted.push(f);
         }
     }

@@ -312,6 +312,61 @@ fn addrs_add_del_idempotent() {
     );
 }
 
+/// The warm standby binds floating IPs as local routes of its own: the kernel answers for
+/// them at once; nova's address added later coexists; removing ours leaves nova's address
+/// (and its route), and nothing of another protocol is touched.
+#[test]
+fn local_routes_bind_until_nova_binds_the_address() {
+    let Some(ns) = Netns::new("local_routes_bind_until_nova_binds_the_address") else {
+        return;
+    };
+    veth(&ns, "eth1", "peer1");
+    ns.sh("ip addr add 10.2.3.11/24 dev eth1 \
+           && ip route add local 10.2.9.9/32 dev eth1 table local proto static");
+    let list = [
+        net("10.2.3.104/32"),
+        net("10.2.3.105/32"),
+        net("fd00::5/128"),
+    ];
+    let (added, again, listed) = ns.run(|| async {
+        let a = Addrs::open().unwrap();
+        let added = a.add_local_routes("eth1", &list).await.unwrap();
+        let again = a.add_local_routes("eth1", &list).await.unwrap();
+        (added, again, a.local_routes("eth1").await.unwrap())
+    });
+    assert_eq!(
+        added,
+        vec![(list[0], Change::Done), (list[1], Change::Done)],
+        "IPv4 host addresses only"
+    );
+    assert!(
+        again.iter().all(|(_, c)| *c == Change::Already),
+        "{again:?}"
+    );
+    assert_eq!(listed, vec![list[0], list[1]], "not the static one");
+    let route = ns.sh("ip route get 10.2.3.105");
+    assert!(route.starts_with("local 10.2.3.105"), "{route}");
+    // nova binds one of them; then ours go.
+    ns.sh("ip addr add 10.2.3.104/32 dev eth1");
+    let deleted = ns.run(|| async {
+        Addrs::open()
+            .unwrap()
+            .del_local_routes("eth1")
+            .await
+            .unwrap()
+    });
+    assert_eq!(deleted, vec![list[0], list[1]]);
+    assert!(
+        ns.sh("ip route get 10.2.3.104")
+            .starts_with("local 10.2.3.104")
+    );
+    assert!(!ns.sh("ip route get 10.2.3.105").starts_with("local"));
+    assert!(
+        ns.sh("ip route show table local")
+            .contains("10.2.9.9 dev eth1 proto static")
+    );
+}
+
 #[test]
 fn links_delete_only_novas() {
     let Some(ns) = Netns::new("links_delete_only_novas") else {
