@@ -140,20 +140,7 @@ impl Addrs {
             }
             pending.push(async move { (addr, req.execute().await) });
         }
-        let results: Vec<(IpNet, Result<(), rtnetlink::Error>)> =
-            futures::stream::iter(pending).buffered(64).collect().await;
-        results
-            .into_iter()
-            .map(|(addr, result)| match result {
-                Ok(()) => Ok((addr, Change::Done)),
-                Err(e) if errno(&e) == Some(nix::libc::EEXIST) => Ok((addr, Change::Already)),
-                Err(source) => Err(Error::Add {
-                    iface: iface.to_owned(),
-                    addr,
-                    source,
-                }),
-            })
-            .collect()
+        added(iface, pending).await
     }
 
     /// Make every IPv4 host address of `list` local on `iface` with a route of ours
@@ -187,20 +174,7 @@ impl Addrs {
             let req = self.nl.handle.route().add(local_route(index, a));
             pending.push(async move { (net, req.execute().await) });
         }
-        let results: Vec<(IpNet, Result<(), rtnetlink::Error>)> =
-            futures::stream::iter(pending).buffered(64).collect().await;
-        results
-            .into_iter()
-            .map(|(addr, result)| match result {
-                Ok(()) => Ok((addr, Change::Done)),
-                Err(e) if errno(&e) == Some(nix::libc::EEXIST) => Ok((addr, Change::Already)),
-                Err(source) => Err(Error::Add {
-                    iface: iface.to_owned(),
-                    addr,
-                    source,
-                }),
-            })
-            .collect()
+        added(iface, pending).await
     }
 
     /// The addresses our local routes ([`Addrs::add_local_routes`]) make local on `iface`.
@@ -377,6 +351,28 @@ impl Addrs {
             .await
             .map_err(list_err)
     }
+}
+
+/// Runs `pending` (each an address and its netlink add request) 64 at a time: each address
+/// with what happened (`EEXIST`: [`Change::Already`]), in order, or the first failure.
+async fn added<F>(iface: &str, pending: Vec<F>) -> Result<Vec<(IpNet, Change)>, Error>
+where
+    F: std::future::Future<Output = (IpNet, Result<(), rtnetlink::Error>)>,
+{
+    let results: Vec<(IpNet, Result<(), rtnetlink::Error>)> =
+        futures::stream::iter(pending).buffered(64).collect().await;
+    results
+        .into_iter()
+        .map(|(addr, result)| match result {
+            Ok(()) => Ok((addr, Change::Done)),
+            Err(e) if errno(&e) == Some(nix::libc::EEXIST) => Ok((addr, Change::Already)),
+            Err(source) => Err(Error::Add {
+                iface: iface.to_owned(),
+                addr,
+                source,
+            }),
+        })
+        .collect()
 }
 
 /// The routing protocol number of our local routes ([`Addrs::add_local_routes`]): unused by
