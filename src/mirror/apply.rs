@@ -65,7 +65,8 @@ pub struct Applied {
     pub frames: usize,
     /// Files written into networks_path.
     pub files: Vec<String>,
-    /// How long each part took (`bridges`, `chains`, `floating`, `announce`, `files`).
+    /// How long each part took (`bridges`, `chains`, `floating`, `announce`, `ebtables`,
+    /// `files`).
     pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
@@ -182,7 +183,6 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
             firewall::restore_part(family, script, &plan.chain_prefix).await?;
         }
     }
-    firewall::ebtables::restore(&snap.ebtables).await?;
     lap(done, "chains");
     // IPv4 floating IPs as local routes of ours (nova-network binds the addresses itself
     // later, and the reconcile removes the routes); anything else as addresses.
@@ -202,6 +202,10 @@ pub async fn apply(plan: &Plan, snap: &Snapshot, done: &mut Applied) -> Result<(
         done.frames += announce::announce(&iface, &list, &plan.announce).await?;
     }
     lap(done, "announce");
+    // nova's ebtables rules route a VM's outbound traffic here rather than bridge it; the
+    // gateway's MAC does that already, so they come after the VMs can be reached.
+    firewall::ebtables::restore(&snap.ebtables).await?;
+    lap(done, "ebtables");
     write_files(&plan.networks_path, snap, done)?;
     lap(done, "files");
     Ok(())
@@ -235,7 +239,7 @@ fn write_files(dir: &Path, snap: &Snapshot, done: &mut Applied) -> Result<(), Ap
 pub async fn rollback(plan: &Plan, done: &Applied) -> Result<String, StepError> {
     let mut parts = Vec::new();
     // The floating IPs first, while the applied chains still say which they are.
-    for step in [Step::Floating, Step::Links, Step::Firewall] {
+    for step in [Step::Floating, Step::Links, Step::Firewall, Step::Ebtables] {
         if let Some(report) = steps::run(step, plan).await {
             let report = report?;
             parts.push(format!("{} {}", report.step, report.detail));

@@ -304,11 +304,6 @@ async fn delete_links(plan: &Plan) -> Result<String, StepFailure> {
 async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
     let removed = firewall::remove_chains(&plan.chain_prefix).await?;
     let mut parts = Vec::new();
-    match firewall::ebtables::remove().await? {
-        None => parts.push("ebtables skipped (not installed)".to_owned()),
-        Some(0) => {}
-        Some(n) => parts.push(format!("ebtables: {n} floating forward rule(s) removed")),
-    }
     for r in &removed {
         let fam = match r.family {
             firewall::Family::V4 => "ipv4",
@@ -328,6 +323,14 @@ async fn remove_chains(plan: &Plan) -> Result<String, StepFailure> {
         "nothing to do".into()
     } else {
         parts.join("; ")
+    })
+}
+
+async fn remove_ebtables() -> Result<String, StepFailure> {
+    Ok(match firewall::ebtables::remove().await? {
+        None => "skipped (ebtables not installed)".to_owned(),
+        Some(0) => "nothing to do".to_owned(),
+        Some(n) => format!("{n} floating forward rule(s) removed"),
     })
 }
 

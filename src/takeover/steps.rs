@@ -19,8 +19,12 @@ pub enum Step {
     Procs,
     /// Delete nova's bridges and VLANs (a pattern matches, and nova marked them).
     Links,
-    /// Remove nova-network's iptables chains, the jumps to them and its ebtables rules.
+    /// Remove nova-network's iptables chains and the jumps to them.
     Firewall,
+    /// Remove nova's ebtables floating forward rules (not in a takeover: a leftover rule there
+    /// routes a VM's traffic through this server, which is about to be right, and it costs a
+    /// tool run on the way to the VMs' first answer).
+    Ebtables,
     /// Add the VIPs.
     AddVips,
     /// Gratuitous ARP / unsolicited NA for the VIPs.
@@ -80,7 +84,7 @@ pub const RELEASE_ADDRESSES: &[Step] = &[
 
 /// The second half of a release, after the peer was told: what carries no traffic any more.
 /// It finishes before this node may take over again.
-pub const RELEASE_TIDY: &[Step] = &[Step::Links, Step::Firewall];
+pub const RELEASE_TIDY: &[Step] = &[Step::Links, Step::Firewall, Step::Ebtables];
 
 /// At start-up, before joining the pool: a clean slate of whatever a previous run left.
 pub const CLEAN_SLATE: &[Step] = &[
@@ -89,6 +93,7 @@ pub const CLEAN_SLATE: &[Step] = &[
     Step::DelVips,
     Step::Links,
     Step::Firewall,
+    Step::Ebtables,
 ];
 
 impl Step {
@@ -99,6 +104,7 @@ impl Step {
             Step::Procs => "procs",
             Step::Links => "links",
             Step::Firewall => "firewall",
+            Step::Ebtables => "ebtables",
             Step::AddVips => "addrs",
             Step::Announce => "announce",
             Step::Mirror => "mirror",
@@ -119,6 +125,7 @@ impl Step {
             Step::Procs
             | Step::Links
             | Step::Firewall
+            | Step::Ebtables
             | Step::AddVips
             | Step::Announce
             | Step::Floating
@@ -155,7 +162,8 @@ impl Step {
                     .unwrap_or_default(),
                 n.networks_path.display()
             ),
-            Step::Firewall => "remove nova-network's netfilter state: its iptables chains (nova-network-*) and the jumps to them, nova-filter-top and nova-postrouting-bottom only when no other nova binary (nova-compute, nova-api) uses them, and nova's floating forward ebtables rules; every other chain and rule is left alone".to_owned(),
+            Step::Firewall => "remove nova-network's netfilter state: its iptables chains (nova-network-*) and the jumps to them, nova-filter-top and nova-postrouting-bottom only when no other nova binary (nova-compute, nova-api) uses them; every other chain and rule is left alone".to_owned(),
+            Step::Ebtables => "remove nova's ebtables floating forward rules (nat PREROUTING, one --ip-src, a negated --ip-dst, -j redirect); every other bridge rule is left alone".to_owned(),
             Step::AddVips => format!("add VIPs: {vips}"),
             Step::Announce => format!(
                 "gratuitous ARP / unsolicited NA for: {}",
@@ -219,6 +227,7 @@ pub async fn run(step: Step, plan: &Plan) -> Option<Result<StepReport, StepError
         Step::Procs => retried(name, r, || super::stop_procs(plan)).await,
         Step::Links => retried(name, r, || super::delete_links(plan)).await,
         Step::Firewall => retried(name, r, || super::remove_chains(plan)).await,
+        Step::Ebtables => retried(name, r, super::remove_ebtables).await,
         Step::AddVips => retried(name, r, || super::add_vips(plan)).await,
         Step::Announce => retried(name, r, || super::announce_vips(plan)).await,
         Step::Floating => retried(name, r, || super::del_floating(plan)).await,

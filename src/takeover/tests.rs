@@ -909,7 +909,7 @@ fn takeover_then_release_leaves_the_server_clean() {
     let steps: Vec<&str> = first.iter().map(|r| r.step).collect();
     assert_eq!(
         steps,
-        vec!["procs", "floating", "vips", "links", "firewall"]
+        vec!["procs", "floating", "vips", "links", "firewall", "ebtables"]
     );
     assert!(!running(ours));
     assert!(
