@@ -130,11 +130,15 @@ class Runner:
         if cmd[0] == "brctl" and "can't add it to bridge" in err:
             entry["stderr_rewritten"] = err
             err = err.replace("can't add it to bridge", "can't enslave it to bridge")
-        elif (cmd[0] == "ebtables" and rc != 0 and "Operation not supported" in err
-              and "--logical-in" in cmd):
+        elif (cmd[0] == "ebtables" and rc != 0 and "--logical-in" in cmd
+              and ("Operation not supported" in err or "-D" in cmd)):
+            # A `-D` with it fails with another message (no rule matches what the kernel
+            # cannot express): run it again without too, or the rule ensure_ebtables_rules
+            # deletes before its `-I` stays, and every start adds a copy.
             i = cmd.index("--logical-in")
             again = cmd[:i] + cmd[i + 2:]
-            self.no_logical_in = True     # later ebtables calls go without it at once
+            if "Operation not supported" in err:
+                self.no_logical_in = True     # later ebtables calls go without it at once
             t0 = time.time()
             rc, out, err = self._run(again, data, env)
             self.log.append({"cmd": again, "rc": rc, "t": t0, "root": entry["root"],
