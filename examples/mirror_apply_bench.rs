@@ -2,7 +2,8 @@
 //! starts: nova's bridge, nova-network's chains (one `iptables-restore --noflush`, fitted to
 //! this server's rules), the floating IPs (one netlink request each), one announcement burst
 //! (a GARP request and reply per address and round, paced 500 us every 256 frames), the
-//! dnsmasq files; then the rollback. 1,000 and 10,000 floating IPs across three ranges, in a
+//! dnsmasq files; then, once the addresses are bound as nova-network binds them, the floating
+//! step of a release; then the rollback. 1,000 and 10,000 floating IPs across three ranges, in a
 //! network namespace of its own (`nnha-mab<pid>`, removed at the end) whose links go nowhere
 //! else. Prints figures, asserts nothing. Root:
 //!   target/release/examples/mirror_apply_bench
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use nova_network_ha::config::Vip;
 use nova_network_ha::mirror::apply::{Applied, apply, rollback};
 use nova_network_ha::mirror::snapshot::{Bridge, MirroredFile, Snapshot};
+use nova_network_ha::takeover::steps::{self, Step};
 use nova_network_ha::takeover::{AnnounceSettings, Plan, RetryPolicy, firewall};
 
 /// The floating ranges the addresses are spread over, by third octet: 10.2.16.0/20,
@@ -127,6 +129,34 @@ fn measure(ns: &Netns, n: usize) -> Result<String, String> {
                     .await
                     .map_err(|e| format!("apply: {e}"))?;
                 let applied = start.elapsed();
+                // nova-network binds the addresses itself once it runs (ip -batch here), and
+                // a release then deletes them: the floating step of a release.
+                let batch: String = snap
+                    .floating
+                    .iter()
+                    .map(|f| format!("addr add {f} dev eth1\n"))
+                    .collect();
+                let bound = Command::new("ip")
+                    .args(["-batch", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut c| {
+                        use std::io::Write;
+                        if let Some(mut stdin) = c.stdin.take() {
+                            stdin.write_all(batch.as_bytes())?;
+                        }
+                        c.wait()
+                    })
+                    .is_ok_and(|s| s.success());
+                if !bound {
+                    return Err("ip -batch addr add failed".to_owned());
+                }
+                let start = Instant::now();
+                let released = match steps::run(Step::Floating, &plan).await {
+                    Some(Ok(_)) => start.elapsed(),
+                    Some(Err(e)) => return Err(format!("release: {e}")),
+                    None => return Err("no floating step".to_owned()),
+                };
                 let start = Instant::now();
                 rollback(&plan, &done)
                     .await
@@ -138,12 +168,13 @@ fn measure(ns: &Netns, n: usize) -> Result<String, String> {
                     .map(|(part, d)| format!("{part} {:.1}", d.as_secs_f64() * 1e3))
                     .collect();
                 Ok::<_, String>(format!(
-                    "  {n:>5} floating IPs in {} ranges, {} iptables rules: apply {:>7.1} ms ({}; {} frames announced), rollback {:>7.1} ms",
+                    "  {n:>5} floating IPs in {} ranges, {} iptables rules: apply {:>7.1} ms ({}; {} frames announced); release of the addresses nova bound {:>7.1} ms; rollback {:>7.1} ms",
                     RANGES.len(),
                     snap.iptables_v4.lines().filter(|l| l.starts_with('-')).count(),
                     applied.as_secs_f64() * 1e3,
                     parts.join(", "),
                     done.frames,
+                    released.as_secs_f64() * 1e3,
                     rolled.as_secs_f64() * 1e3
                 ))
             })

@@ -255,17 +255,30 @@ impl Addrs {
         let Some(index) = self.index(iface).await? else {
             return Ok(Change::Already);
         };
-        let message = match addr.addr() {
-            IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
-                .index(index)
-                .address(a, addr.prefix_len())
-                .build(),
-            IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
-                .index(index)
-                .address(a, addr.prefix_len())
-                .build(),
+        self.del_message(iface, addr, address_message(index, addr))
+            .await
+    }
+
+    /// [`Addrs::del`] for every address of `list` on `iface`, the interface looked up once
+    /// and up to 64 requests in flight (a release of thousands of floating IPs); those
+    /// deleted, in `list`'s order. The first failure is returned once every request ended.
+    pub async fn del_all(&self, iface: &str, list: &[IpNet]) -> Result<Vec<IpNet>, Error> {
+        let Some(index) = self.index(iface).await? else {
+            return Ok(Vec::new());
         };
-        self.del_message(iface, addr, message).await
+        let mut pending = Vec::with_capacity(list.len());
+        for addr in list.iter().copied() {
+            pending.push(self.del_message(iface, addr, address_message(index, addr)));
+        }
+        let results: Vec<Result<Change, Error>> =
+            futures::stream::iter(pending).buffered(64).collect().await;
+        let mut deleted = Vec::new();
+        for (addr, result) in list.iter().zip(results) {
+            if result? == Change::Done {
+                deleted.push(*addr);
+            }
+        }
+        Ok(deleted)
     }
 
     async fn del_message(
@@ -350,6 +363,20 @@ impl Addrs {
             .try_collect()
             .await
             .map_err(list_err)
+    }
+}
+
+/// The message naming `addr` on the link `index` (for `ip addr del`).
+fn address_message(index: u32, addr: IpNet) -> AddressMessage {
+    match addr.addr() {
+        IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(a, addr.prefix_len())
+            .build(),
+        IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(a, addr.prefix_len())
+            .build(),
     }
 }
 

@@ -26,6 +26,20 @@ pub mod survey;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod list_tests {
+    #[test]
+    fn a_long_list_names_the_first_and_counts_the_rest() {
+        assert_eq!(super::list(&[1, 2, 3]), "1 2 3");
+        let many: Vec<u32> = (0..25).collect();
+        let shown = super::list(&many);
+        assert!(
+            shown.starts_with("0 1 2 ") && shown.ends_with(" 19 and 5 more"),
+            "{shown}"
+        );
+    }
+}
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -262,12 +276,22 @@ where
     }
 }
 
+/// At most this many items are named in a step's detail (a log line, an alert, `status`).
+const LISTED: usize = 20;
+
+/// `items` space-separated, the first [`LISTED`] of them and how many more: a release of
+/// 10,000 floating IPs must not write a 200 KB log line.
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    items
+    let mut s = items
         .iter()
+        .take(LISTED)
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if items.len() > LISTED {
+        s.push_str(&format!(" and {} more", items.len() - LISTED));
+    }
+    s
 }
 
 async fn stop_procs(plan: &Plan) -> Result<String, StepFailure> {
@@ -370,8 +394,10 @@ async fn del_floating(plan: &Plan) -> Result<String, StepFailure> {
     // The warm standby's local routes first (all of them: they are ours alone), then the
     // addresses.
     let mut deleted = a.del_local_routes(&plan.public_interface).await?;
-    for (f, _) in current {
-        if a.del(&plan.public_interface, f).await? == addrs::Change::Done && !deleted.contains(&f) {
+    let routed: std::collections::BTreeSet<IpNet> = deleted.iter().copied().collect();
+    let addresses: Vec<IpNet> = current.into_iter().map(|(f, _)| f).collect();
+    for f in a.del_all(&plan.public_interface, &addresses).await? {
+        if !routed.contains(&f) {
             deleted.push(f);
         }
     }
