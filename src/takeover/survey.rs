@@ -8,6 +8,9 @@ use std::fmt::Write;
 
 use super::{Plan, firewall, floating, links, procs};
 
+/// At most this many floating IPs are named (a pool of 10,000 is counted, not listed).
+const SHOWN: usize = 20;
+
 /// The survey as text, one section a line or more.
 pub async fn render(plan: &Plan) -> String {
     let mut s = String::from(
@@ -99,17 +102,22 @@ async fn floating_part(plan: &Plan, s: &mut String) {
             );
         }
         Ok(list) => {
-            let shown: Vec<String> = list
+            let mut shown: Vec<String> = list
                 .iter()
+                .take(SHOWN)
                 .map(|(a, why)| match why {
                     floating::Evidence::Dnat => format!("{a} (nova DNATs it)"),
                     floating::Evidence::Range => format!("{a} (in floating_range)"),
                 })
                 .collect();
+            if list.len() > SHOWN {
+                shown.push(format!("and {} more", list.len() - SHOWN));
+            }
             let _ = writeln!(
                 s,
-                "  floating IPs on {}: {}",
+                "  floating IPs on {} ({}): {}",
                 plan.public_interface,
+                list.len(),
                 if shown.is_empty() {
                     "(none)".to_owned()
                 } else {
