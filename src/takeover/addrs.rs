@@ -88,12 +88,17 @@ impl Addrs {
         })
     }
 
+    /// The index of `iface`, which must exist (an address or route is to go on it).
+    async fn existing_index(&self, iface: &str) -> Result<u32, Error> {
+        self.index(iface).await?.ok_or_else(|| Error::NoInterface {
+            iface: iface.to_owned(),
+        })
+    }
+
     /// `ip addr add ADDR dev IFACE` (IPv6 with `nodad`, so it can be announced at once);
     /// [`Change::Already`] when the address is there already (`EEXIST`).
     pub async fn add(&self, iface: &str, addr: IpNet) -> Result<Change, Error> {
-        let index = self.index(iface).await?.ok_or_else(|| Error::NoInterface {
-            iface: iface.to_owned(),
-        })?;
+        let index = self.existing_index(iface).await?;
         let mut req = self
             .nl
             .handle
@@ -125,9 +130,7 @@ impl Addrs {
         if list.is_empty() {
             return Ok(Vec::new());
         }
-        let index = self.index(iface).await?.ok_or_else(|| Error::NoInterface {
-            iface: iface.to_owned(),
-        })?;
+        let index = self.existing_index(iface).await?;
         let mut pending = Vec::with_capacity(list.len());
         for addr in list.iter().copied() {
             let mut req = self
@@ -166,9 +169,7 @@ impl Addrs {
         if hosts.is_empty() {
             return Ok(Vec::new());
         }
-        let index = self.index(iface).await?.ok_or_else(|| Error::NoInterface {
-            iface: iface.to_owned(),
-        })?;
+        let index = self.existing_index(iface).await?;
         let mut pending = Vec::with_capacity(hosts.len());
         for (net, a) in hosts {
             let req = self.nl.handle.route().add(local_route(index, a));
